@@ -1,0 +1,1 @@
+"""hotpath's client side: the command line, the attaching agent, shipping windows to the server."""

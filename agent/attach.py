@@ -1,0 +1,89 @@
+"""The attaching agent: sample a PID with py-spy window by window and ship each window."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from profiler.adapters.pyspy import WindowedSampler, check_target
+
+from agent.shipper import Rejected, Shipper
+from profiler.formats import collapsed
+from profiler.formats import window as wire
+
+log = logging.getLogger("hotpath.agent")
+
+
+@dataclass
+class AttachOptions:
+    pid: int
+    service: str
+    server: str = "http://127.0.0.1:8000"
+    rate_hz: int = 100
+    window_s: float = 10.0
+    labels: dict[str, str] = field(default_factory=dict)
+    spool_dir: Path = Path("data/spool")
+
+
+@dataclass
+class AttachSummary:
+    windows: int = 0
+    samples: int = 0
+    shipped: int = 0
+    spooled: int = 0
+    rejected: int = 0
+
+
+def default_labels(pid: int) -> dict[str, str]:
+    return {"host": socket.gethostname(), "pid": str(pid)}
+
+
+def attach(options: AttachOptions) -> AttachSummary:
+    """Runs until the target exits or SIGINT/SIGTERM arrives; the last window is always shipped.
+
+    Raises `profiler.adapters.pyspy.PySpyError` (with a user-facing message) when the PID
+    cannot be sampled.
+    """
+    check_target(options.pid)
+    labels = {**default_labels(options.pid), **options.labels}
+    sampler = WindowedSampler(options.pid, rate_hz=options.rate_hz, window_s=options.window_s)
+    shipper = Shipper(options.server, options.spool_dir / options.service)
+    summary = AttachSummary()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s: shipping the last window and stopping", signal.Signals(signum).name)
+        sampler.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for sampled in sampler.windows():
+            profile = collapsed.loads(sampled.collapsed)
+            summary.windows += 1
+            summary.samples += profile.total
+            if not profile.total:
+                continue  # an idle window: nothing to store
+            window = wire.from_profile(
+                profile,
+                service=options.service,
+                idempotency_key=uuid.uuid4().hex,
+                start=sampled.start,
+                end=sampled.end,
+                sample_rate_hz=options.rate_hz,
+                labels=labels,
+            )
+            try:
+                shipper.ship(window)
+            except Rejected as exc:
+                summary.rejected += 1
+                log.error("the server refused a window: %s", exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shipper.close()
+    summary.shipped, summary.spooled = shipper.shipped, shipper.spooled
+    log.info("target %s done: %s", options.pid, summary)
+    return summary

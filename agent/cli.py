@@ -1,0 +1,210 @@
+"""The `hotpath` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+import httpx
+
+from profiler.labels import parse_labels
+from profiler.timespec import parse_range
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def _labels(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_labels(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+class _Commands(click.Group):
+    """Loads `serve` only when asked, so the agent never imports the server's dependencies."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "serve"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "serve":
+            from server.cli import serve
+
+            return serve
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the agent does.")
+def cli(verbose: bool) -> None:
+    """hotpath: continuous profiling for latency-critical Python processes."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.group()
+def agent() -> None:
+    """Sample running processes and ship their profiles to the server."""
+
+
+@agent.command()
+@click.option("--pid", required=True, type=int, help="Process to sample.")
+@click.option("--service", required=True, help="Service name the profiles are stored under.")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@click.option(
+    "--rate",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Samples per second.",
+)
+@click.option(
+    "--window",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds per shipped window.",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    callback=_labels,
+    metavar="KEY=VALUE",
+    help="Extra label (repeatable); host and pid are always added.",
+)
+@click.option(
+    "--spool-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data/spool"),
+    show_default=True,
+    help="Where windows wait while the server is away.",
+)
+def attach(
+    pid: int,
+    service: str,
+    server: str,
+    rate: int,
+    window: float,
+    labels: dict[str, str],
+    spool_dir: Path,
+) -> None:
+    """Attach to a running Python process with py-spy and ship its profile window by window."""
+    from profiler.adapters.pyspy import PySpyError
+
+    from agent.attach import AttachOptions
+    from agent.attach import attach as run_attach
+
+    options = AttachOptions(
+        pid=pid,
+        service=service,
+        server=server,
+        rate_hz=rate,
+        window_s=window,
+        labels=labels,
+        spool_dir=spool_dir,
+    )
+    click.echo(
+        f"attached to pid {pid} as {service!r}: {rate} Hz, {window:g} s windows -> {server}",
+        err=True,
+    )
+    try:
+        summary = run_attach(options)
+    except PySpyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"pid {pid} done: {summary.windows} windows, {summary.samples} samples, "
+        f"{summary.shipped} shipped, {summary.spooled} spooled, {summary.rejected} refused",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--service", required=True)
+@click.option(
+    "--from",
+    "start",
+    default="-1h",
+    show_default=True,
+    help="ISO-8601, unix seconds, or relative (-15m).",
+)
+@click.option("--until", default="now", show_default=True)
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="KEY=VALUE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["collapsed", "speedscope"]),
+    default="collapsed",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write [default: stdout].",
+)
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+def export(
+    service: str,
+    start: str,
+    until: str,
+    labels: dict[str, str],
+    fmt: str,
+    output: Path | None,
+    server: str,
+) -> None:
+    """Write the merged profile of a service over a time range."""
+    try:
+        begin, end = parse_range(start, until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    params = [
+        ("service", service),
+        ("from", begin.isoformat()),
+        ("until", end.isoformat()),
+        ("format", fmt),
+        *(("label", f"{k}={v}") for k, v in labels.items()),
+    ]
+    try:
+        response = httpx.get(server.rstrip("/") + "/api/v1/profile", params=params, timeout=60)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(_server_error(response))
+    if output is None:
+        sys.stdout.write(response.text)
+    else:
+        output.write_text(response.text)
+        click.echo(
+            f"wrote {output} ({response.headers.get('x-hotpath-samples', '?')} samples)", err=True
+        )
+
+
+@cli.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True
+)
+@click.option("--window", default=5.0, show_default=True, type=float)
+def demo(port: int, data_dir: Path, window: float) -> None:
+    """Run a server, a simulated trading process and an agent attached to it."""
+    from agent.demo import run_demo
+
+    run_demo(port=port, data_dir=data_dir, window_s=window)
+
+
+def _server_error(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    return f"server said {response.status_code}: {detail}"
+
+
+def main() -> None:
+    cli()

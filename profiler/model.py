@@ -1,0 +1,147 @@
+"""The one profile model every format converts to and from.
+
+A profile is a multiset of call stacks: each distinct stack (root first) carries a weight, in
+one unit (samples for a sampler, nanoseconds, bytes, allocations). Frames are value objects, so
+Python's own hashing interns identical stacks; the server interns them again for storage.
+Transforms (merge, filter, per-function totals) are plain functions over this model, in the
+spirit of pyinstrument's processors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Unit(StrEnum):
+    SAMPLES = "samples"
+    NANOSECONDS = "nanoseconds"
+    BYTES = "bytes"
+    ALLOCATIONS = "allocations"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Frame:
+    """One function in a stack. `line` is the function's first line when known, else 0."""
+
+    name: str
+    file: str = ""
+    line: int = 0
+
+    @property
+    def function_key(self) -> tuple[str, str]:
+        """Identity of the function regardless of the line, for self/total per function."""
+        return (self.name, self.file)
+
+    def __str__(self) -> str:
+        if not self.file:
+            return self.name
+        return (
+            f"{self.name} ({self.file}:{self.line})" if self.line else f"{self.name} ({self.file})"
+        )
+
+
+Stack = tuple[Frame, ...]
+
+
+@dataclass
+class Profile:
+    """Weights per stack, plus what is needed to interpret and merge them."""
+
+    samples: Counter[Stack] = field(default_factory=Counter)
+    unit: Unit = Unit.SAMPLES
+    sample_rate_hz: float | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def add(self, stack: Iterable[Frame], weight: int = 1) -> None:
+        if weight < 0:
+            raise ValueError("stack weights cannot be negative")
+        if weight:
+            self.samples[tuple(stack)] += weight
+
+    @property
+    def total(self) -> int:
+        return sum(self.samples.values())
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Distinct frames in first-seen order (stable for exports)."""
+        seen: dict[Frame, None] = {}
+        for stack in self.samples:
+            for frame in stack:
+                seen.setdefault(frame, None)
+        return list(seen)
+
+    def stacks_by_weight(self) -> list[tuple[Stack, int]]:
+        """Heaviest stacks first; ties broken by the stack itself so output is deterministic."""
+        return sorted(self.samples.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    name: str
+    file: str
+    self_weight: int
+    total_weight: int
+
+
+def merge(profiles: Iterable[Profile]) -> Profile:
+    """Sum the weights of several profiles of the same unit; the time span covers them all."""
+    merged = Profile()
+    first = True
+    for profile in profiles:
+        if first:
+            merged.unit, merged.sample_rate_hz = profile.unit, profile.sample_rate_hz
+            merged.labels = dict(profile.labels)
+            first = False
+        elif profile.unit != merged.unit:
+            raise ValueError(f"cannot merge a {profile.unit} profile into a {merged.unit} one")
+        else:
+            if profile.sample_rate_hz != merged.sample_rate_hz:
+                merged.sample_rate_hz = None  # mixed rates: counts stay exact, time is approximate
+            merged.labels = {k: v for k, v in merged.labels.items() if profile.labels.get(k) == v}
+        merged.samples.update(profile.samples)
+        merged.start = _earliest(merged.start, profile.start)
+        merged.end = _latest(merged.end, profile.end)
+    return merged
+
+
+def function_stats(profile: Profile) -> list[FunctionStats]:
+    """Self and total (inclusive) weight per function, heaviest total first.
+
+    A recursive function counts once per stack in its total, so totals never exceed the
+    profile's total weight.
+    """
+    self_w: Counter[tuple[str, str]] = Counter()
+    total_w: Counter[tuple[str, str]] = Counter()
+    for stack, weight in profile.samples.items():
+        if not stack:
+            continue
+        self_w[stack[-1].function_key] += weight
+        for key in {frame.function_key for frame in stack}:
+            total_w[key] += weight
+    return sorted(
+        (
+            FunctionStats(name, file, self_w[(name, file)], total)
+            for (name, file), total in total_w.items()
+        ),
+        key=lambda s: (-s.total_weight, s.name, s.file),
+    )
+
+
+def filter_labels(profiles: Iterable[Profile], wanted: Mapping[str, str]) -> list[Profile]:
+    """Profiles whose labels include every wanted key=value."""
+    return [p for p in profiles if all(p.labels.get(k) == v for k, v in wanted.items())]
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -1,0 +1,1 @@
+"""hotpath's server: HTTP API, storage, and the web pages."""

@@ -1,0 +1,38 @@
+"""The FastAPI application: storage opened and migrated at start, API, pages and static files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from server import api, pages
+from server.database import make_engine, upgrade
+from server.settings import Settings
+from server.store import Store
+
+log = logging.getLogger("hotpath.server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url())
+    upgrade(engine)
+    app = FastAPI(title="hotpath", version="1", summary="Continuous profiling for Python processes")
+    app.state.settings = settings
+    app.state.store = Store(engine)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static"
+    )
+    if (settings.speedscope_dir / "index.html").is_file():
+        app.mount("/speedscope", StaticFiles(directory=settings.speedscope_dir), name="speedscope")
+    else:
+        log.warning(
+            "speedscope not found at %s: flame graphs will not render (run npm ci)",
+            settings.speedscope_dir,
+        )
+    return app

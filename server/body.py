@@ -1,0 +1,56 @@
+"""Reading request bodies within limits: the compressed size and the size after decoding.
+
+Both limits are enforced while reading, so an oversized or zip-bomb body costs the server at
+most the limit in memory, never the claimed or expanded size.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import zstandard
+from fastapi import HTTPException, Request
+
+_CHUNK = 64 * 1024
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(f"the body is {declared} bytes; the limit (max_body_bytes) is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(f"the body exceeds the limit (max_body_bytes) of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    encoding = (encoding or "identity").strip().lower()
+    try:
+        if encoding == "identity":
+            data = body
+        elif encoding == "zstd":
+            with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+                data = reader.read(max_bytes + 1)
+        elif encoding in ("gzip", "deflate"):
+            decoder = zlib.decompressobj(wbits=47)  # 32+15: gzip or zlib header, auto-detected
+            data = decoder.decompress(body, max_bytes + 1)
+        else:
+            raise HTTPException(
+                415, f"unsupported Content-Encoding {encoding!r}: use zstd, gzip or identity"
+            )
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise HTTPException(400, f"the body is not valid {encoding}: {exc}") from None
+    if len(data) > max_bytes:
+        raise _too_large(
+            f"the decoded body exceeds the limit (max_decompressed_bytes) of {max_bytes} bytes"
+        )
+    return data
+
+
+def _too_large(message: str) -> HTTPException:
+    return HTTPException(413, message)

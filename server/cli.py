@@ -1,0 +1,44 @@
+"""`hotpath serve`: run the server on uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--db", "db_url", default="", help="SQLAlchemy URL [default: SQLite in --data-dir]")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the SQLite database [default: ./data or $HOTPATH_DATA_DIR]",
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: str) -> None:
+    """Run the hotpath server (FastAPI on uvicorn)."""
+    import uvicorn
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if db_url:
+        overrides["db_url"] = db_url
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)
+    try:
+        app = create_app(settings)
+    except OperationalError as exc:
+        raise click.ClickException(
+            f"cannot open the database {settings.database_url()}: {exc.orig}"
+        ) from None
+    shown = make_url(settings.database_url()).render_as_string(hide_password=True)
+    click.echo(f"hotpath server on http://{host}:{port}  (database: {shown})")
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
