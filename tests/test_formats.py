@@ -1,0 +1,174 @@
+"""Formats convert to and from the one profile model without losing anything."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from profiler.formats import FormatError, collapsed, pyroscope, speedscope
+from profiler.formats import window as wire
+from profiler.model import Frame, Profile, Unit, function_stats, merge
+
+SCHEMA = (
+    Path(__file__).resolve().parent.parent
+    / "node_modules"
+    / "speedscope"
+    / "dist"
+    / "release"
+    / "file-format-schema.json"
+)
+
+PY_SPY_RAW = (
+    "<module> (trading.py:1);main (trading.py:40);handle_order (trading.py:30);"
+    "risk_check (trading.py:12) 41\n"
+    "<module> (trading.py:1);main (trading.py:40);handle_order (trading.py:30);"
+    "price_quote (trading.py:20);fetch_quotes (trading.py:9) 25\n"
+    "<module> (trading.py:1);main (trading.py:40);handle_order (trading.py:30) 4\n"
+    "<module> (trading.py:1);main (trading.py:40);fib (trading.py:50);fib (trading.py:50);"
+    "fib (trading.py:50) 30\n"
+)
+
+
+def test_collapsed_reads_py_spy_frames() -> None:
+    profile = collapsed.loads(PY_SPY_RAW)
+    assert profile.total == 100
+    leaf = max(profile.samples, key=profile.samples.__getitem__)[-1]
+    assert leaf == Frame("risk_check", "trading.py", 12)
+
+
+def test_collapsed_round_trips() -> None:
+    profile = collapsed.loads(PY_SPY_RAW)
+    again = collapsed.loads(collapsed.dumps(profile))
+    assert again.samples == profile.samples
+    assert collapsed.dumps(again) == collapsed.dumps(profile)
+
+
+def test_collapsed_sums_repeated_stacks_and_keeps_odd_names() -> None:
+    text = "a;b 1\na;b 2\n<listcomp> (f.py:3);x 1\nlambda (/p (1)/f.py:7) 4\n"
+    profile = collapsed.loads(text)
+    assert profile.samples[(Frame("a"), Frame("b"))] == 3
+    assert (Frame("<listcomp>", "f.py", 3), Frame("x")) in profile.samples
+    assert profile.samples[(Frame("lambda", "/p (1)/f.py", 7),)] == 4
+
+
+def test_collapsed_sanitises_separators_inside_frames() -> None:
+    profile = Profile()
+    profile.add([Frame("python -c 'a;b'\nx"), Frame("leaf")], 2)
+    text = collapsed.dumps(profile)
+    assert text.count("\n") == 1 and text.count(";") == 1
+    assert collapsed.loads(text).total == 2
+
+
+@pytest.mark.parametrize(
+    "bad, where", [("a;b", "line 1"), ("a;b 1\nc;d x", "line 2"), ("a;b -3", "negative")]
+)
+def test_collapsed_errors_say_where(bad: str, where: str) -> None:
+    with pytest.raises(FormatError, match=where):
+        collapsed.loads(bad)
+
+
+def test_function_stats_count_recursion_once() -> None:
+    stats = {s.name: s for s in function_stats(collapsed.loads(PY_SPY_RAW))}
+    assert stats["main"].total_weight == 100 and stats["main"].self_weight == 0
+    assert stats["fib"].total_weight == 30 and stats["fib"].self_weight == 30
+    assert stats["handle_order"].total_weight == 70 and stats["handle_order"].self_weight == 4
+    assert stats["price_quote"].total_weight == 25
+
+
+def test_merge_sums_and_spans() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    a = collapsed.loads("x;y 2\n", Profile(start=t0, end=t0 + timedelta(seconds=10)))
+    b = collapsed.loads(
+        "x;y 3\nx 1\n", Profile(start=t0 + timedelta(seconds=10), end=t0 + timedelta(seconds=20))
+    )
+    merged = merge([a, b])
+    assert merged.total == 6 and (merged.start, merged.end) == (a.start, b.end)
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge([a, Profile(unit=Unit.BYTES)])
+
+
+def test_speedscope_export_validates_against_speedscopes_schema() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    doc = speedscope.to_document(collapsed.loads(PY_SPY_RAW), "trader")
+    jsonschema.validate(doc, schema)
+    # The schema is strict about nulls; the check above must be able to fail.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "activeProfileIndex": None}, schema)
+
+
+def test_speedscope_round_trips() -> None:
+    profile = collapsed.loads(PY_SPY_RAW)
+    assert speedscope.loads(speedscope.dumps(profile)).samples == profile.samples
+
+
+def test_speedscope_reads_evented_profiles() -> None:
+    doc = {
+        "$schema": speedscope.SCHEMA_URL,
+        "shared": {"frames": [{"name": "a"}, {"name": "b"}]},
+        "profiles": [
+            {
+                "type": "evented",
+                "name": "p",
+                "unit": "milliseconds",
+                "startValue": 0,
+                "endValue": 10,
+                "events": [
+                    {"type": "O", "frame": 0, "at": 0},
+                    {"type": "O", "frame": 1, "at": 2},
+                    {"type": "C", "frame": 1, "at": 7},
+                    {"type": "C", "frame": 0, "at": 10},
+                ],
+            }
+        ],
+    }
+    profile = speedscope.loads(json.dumps(doc))
+    assert profile.unit == Unit.NANOSECONDS
+    assert profile.samples[(Frame("a"),)] == 5_000_000
+    assert profile.samples[(Frame("a"), Frame("b"))] == 5_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        "{",
+        '{"profiles": []}',
+        '{"profiles": [{"type": "sampled"}], "shared": {"frames": []}}',
+    ],
+)
+def test_speedscope_rejects_garbage_clearly(text: str) -> None:
+    with pytest.raises(FormatError):
+        speedscope.loads(text)
+
+
+def test_wire_window_round_trips_and_checks_limits() -> None:
+    profile = collapsed.loads(PY_SPY_RAW)
+    start = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    window = wire.from_profile(
+        profile,
+        service="trader",
+        idempotency_key="k" * 16,
+        start=start,
+        end=start + timedelta(seconds=10),
+        sample_rate_hz=100,
+        labels={"host": "a"},
+    )
+    again = wire.Window.model_validate_json(window.model_dump_json())
+    assert wire.to_profile(again).samples == profile.samples
+    wire.check_limits(again, wire.WindowLimits())
+    with pytest.raises(wire.LimitExceeded, match="max_frames_per_stack is 4, got 5"):
+        wire.check_limits(again, wire.WindowLimits(max_frames_per_stack=4))
+
+
+def test_pyroscope_app_names() -> None:
+    assert pyroscope.parse_app_name("app.cpu{env=prod, region = eu}") == (
+        "app.cpu",
+        {"env": "prod", "region": "eu"},
+    )
+    assert pyroscope.parse_app_name("app") == ("app", {})
+    with pytest.raises(FormatError):
+        pyroscope.parse_app_name("app{env}")
