@@ -93,9 +93,23 @@ def start_server(db: str, data_dir: Path) -> RunningServer:
     log = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve", "--port", str(port), "--db", db,
-         "--data-dir", str(data_dir), "--log-level", "warning"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            db,
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

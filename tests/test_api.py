@@ -65,8 +65,9 @@ def stored_samples(client, service: str = "trader") -> int:  # type: ignore[no-u
 
 @pytest.mark.parametrize("encoding", ["zstd", "gzip", "identity"])
 def test_window_round_trips_through_the_server(server, encoding: str) -> None:
-    window = make_window({"main (t.py:1);risk_check (t.py:10);spin (t.py:3)": 5,
-                          "main (t.py:1);route (t.py:20)": 2})
+    window = make_window(
+        {"main (t.py:1);risk_check (t.py:10);spin (t.py:3)": 5, "main (t.py:1);route (t.py:20)": 2}
+    )
     with server.client() as client:
         response = post(client, window, encoding)
         assert response.status_code == 201, response.text
@@ -86,18 +87,23 @@ def test_a_retried_window_is_stored_once(server) -> None:
 
 
 def test_windows_merge_and_filter_by_time_and_label(server) -> None:
-    old = make_window({"main;old_code": 10}, start=NOW - timedelta(hours=3),
-                      labels={"version": "1.0"})
+    old = make_window(
+        {"main;old_code": 10}, start=NOW - timedelta(hours=3), labels={"version": "1.0"}
+    )
     v1 = make_window({"main;a": 10, "main;b": 5}, labels={"version": "1.0", "region": "eu"})
-    v2 = make_window({"main;a": 1, "main;c": 4}, start=NOW - timedelta(minutes=2),
-                     labels={"version": "2.0", "region": "eu"})
+    v2 = make_window(
+        {"main;a": 1, "main;c": 4},
+        start=NOW - timedelta(minutes=2),
+        labels={"version": "2.0", "region": "eu"},
+    )
     other = make_window({"main;x": 99}, service="other")
     with server.client() as client:
         for w in (old, v1, v2, other):
             assert post(client, w).status_code == 201
         last_hour = collapsed.loads(export(client).text)
         assert dict(last_hour.samples) == dict(
-            make_profile({"main;a": 11, "main;b": 5, "main;c": 4}).samples)
+            make_profile({"main;a": 11, "main;b": 5, "main;c": 4}).samples
+        )
         only_v2 = collapsed.loads(export(client, label=["version=2.0", "region=eu"]).text)
         assert only_v2.total == 5
         assert collapsed.loads(export(client, label="region=us").text).total == 0
@@ -118,13 +124,20 @@ def test_speedscope_export_carries_the_stacks(server) -> None:
 
 def _bad_bodies() -> list[tuple[str, bytes, dict[str, str], int, str]]:
     good = json.loads(make_window().model_dump_json())
+
     def variant(**changes) -> bytes:  # type: ignore[no-untyped-def]
         return json.dumps({**good, **changes}).encode()
+
     return [
         ("not json", b"{not json", {}, 422, "invalid window"),
         ("wrong format id", variant(format="other/9"), {}, 422, "format"),
-        ("stack refers past frames", variant(stacks=[[0, 99]], counts=[1]), {}, 422,
-         "refers to frame 99"),
+        (
+            "stack refers past frames",
+            variant(stacks=[[0, 99]], counts=[1]),
+            {},
+            422,
+            "refers to frame 99",
+        ),
         ("counts mismatch", variant(counts=[1]), {}, 422, "2 stacks but 1 counts"),
         ("negative count", variant(counts=[-1, 3]), {}, 422, "counts"),
         ("end before start", variant(end="2020-01-01T00:00:00Z"), {}, 422, "end is before start"),
@@ -132,13 +145,28 @@ def _bad_bodies() -> list[tuple[str, bytes, dict[str, str], int, str]]:
         ("bad service", variant(service="a b/c"), {}, 422, "service"),
         ("bad zstd", b"\x28\xb5\x2f\xfdgarbage", {"Content-Encoding": "zstd"}, 400, "zstd"),
         ("unknown encoding", b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding"),
-        ("too many frames in a stack", variant(frames=[["f", "", 0]], stacks=[[0] * 2000],
-                                               counts=[1]), {}, 413, "max_frames_per_stack"),
-        ("too many labels", variant(labels={f"k{i}": "v" for i in range(40)}), {}, 413,
-         "max_labels"),
+        (
+            "too many frames in a stack",
+            variant(frames=[["f", "", 0]], stacks=[[0] * 2000], counts=[1]),
+            {},
+            413,
+            "max_frames_per_stack",
+        ),
+        (
+            "too many labels",
+            variant(labels={f"k{i}": "v" for i in range(40)}),
+            {},
+            413,
+            "max_labels",
+        ),
         ("body too large", b"x" * (17 * 1024 * 1024), {}, 413, "max_body_bytes"),
-        ("zip bomb", zstandard.ZstdCompressor().compress(b" " * (80 * 1024 * 1024)),
-         {"Content-Encoding": "zstd"}, 413, "max_decompressed_bytes"),
+        (
+            "zip bomb",
+            zstandard.ZstdCompressor().compress(b" " * (80 * 1024 * 1024)),
+            {"Content-Encoding": "zstd"},
+            413,
+            "max_decompressed_bytes",
+        ),
     ]
 
 
@@ -155,16 +183,23 @@ def test_bad_windows_get_a_clear_4xx_and_store_nothing(server) -> None:
 
 def test_pyroscope_ingest_stores_folded_stacks_with_labels(server) -> None:
     until = int(time.time())
-    params = {"name": "legacy.cpu{env=prod,region=eu}", "from": until - 10, "until": until,
-              "format": "folded", "sampleRate": 100, "spyName": "pyspy"}
+    params = {
+        "name": "legacy.cpu{env=prod,region=eu}",
+        "from": until - 10,
+        "until": until,
+        "format": "folded",
+        "sampleRate": 100,
+        "spyName": "pyspy",
+    }
     body = b"main;handle;parse 7\nmain;handle 3\n"
     with server.client() as client:
         assert client.post("/ingest", params=params, content=body).status_code == 200
         again = client.post("/ingest", params=params, content=body)  # a client retry
         assert again.json()["duplicate"] is True
         got = collapsed.loads(export(client, "legacy.cpu", label="env=prod").text)
-        assert dict(got.samples) == dict(make_profile({"main;handle;parse": 7,
-                                                       "main;handle": 3}).samples)
+        assert dict(got.samples) == dict(
+            make_profile({"main;handle;parse": 7, "main;handle": 3}).samples
+        )
         bad = client.post("/ingest", params=params, content=b"main;handle seven\n")
         assert bad.status_code == 422 and "line 1" in bad.json()["detail"]
         pprof = client.post("/ingest", params={**params, "format": "pprof"}, content=b"x")
@@ -194,5 +229,6 @@ def test_frames_survive_with_files_and_lines(server) -> None:
     with server.client() as client:
         post(client, window)
         got = collapsed.loads(export(client).text)
-    assert list(got.samples) == [(Frame("<module>", "/srv/app dir/x.py", 1),
-                                  Frame("f", "/srv/app dir/x.py", 4))]
+    assert list(got.samples) == [
+        (Frame("<module>", "/srv/app dir/x.py", 1), Frame("f", "/srv/app dir/x.py", 4))
+    ]
