@@ -1,0 +1,105 @@
+"""The pages in real headless Chromium: home page -> service -> speedscope renders our profile."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import REPO, stop_process
+
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: scripts/setup --browser installs it")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def profiled_trader(sqlite_server) -> Iterator[str]:
+    """The demo trader sampled by the real agent for a few seconds; yields the server URL."""
+    trader = subprocess.Popen([sys.executable, "-m", "agent.demo_trader"], cwd=REPO)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "agent",
+            "attach",
+            "--pid",
+            str(trader.pid),
+            "--service",
+            "demo-trader",
+            "--server",
+            sqlite_server.url,
+            "--window",
+            "1",
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4)
+        agent.send_signal(signal.SIGINT)
+        _, err = agent.communicate(timeout=30)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(trader)
+        stop_process(agent)
+    yield sqlite_server.url
+
+
+def test_home_page_leads_to_a_rendered_flame_graph(browser, profiled_trader: str) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    page.goto(profiled_trader + "/")
+    link = page.locator("a.service-link", has_text="demo-trader")
+    assert link.count() == 1
+    link.click()
+    page.wait_for_url("**/services/demo-trader")
+
+    viewer = page.frame_locator("#flamegraph")
+    viewer.locator("text=Left Heavy").wait_for(timeout=20_000)
+    page.wait_for_timeout(1500)  # let the canvas paint before the screenshot
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "flamegraph.png"))
+
+    # speedscope draws the flame graph on a canvas; its sandwich view lists the same functions
+    # as text, so the names can be checked.
+    viewer.locator("text=Sandwich").click()
+    table = viewer.locator("text=Symbol Name")
+    table.wait_for(timeout=10_000)
+    body = page.frames[1].evaluate("document.body.innerText")
+    for name in ("handle_order", "risk_check", "price_quote", "fetch_quotes", "route_order"):
+        assert name in body, f"{name} missing from speedscope's table"
+    assert "Something went wrong" not in body and "Error" not in body
+    page.screenshot(path=str(ARTIFACTS / "sandwich.png"))
+    assert errors == []
