@@ -9,9 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profiler.adapters.pyspy import WindowedSampler, check_target
-
 from agent.shipper import Rejected, Shipper
+from profiler.adapters.pyspy import WindowedSampler
 from profiler.formats import collapsed
 from profiler.formats import window as wire
 
@@ -45,10 +44,9 @@ def default_labels(pid: int) -> dict[str, str]:
 def attach(options: AttachOptions) -> AttachSummary:
     """Runs until the target exits or SIGINT/SIGTERM arrives; the last window is always shipped.
 
-    Raises `profiler.adapters.pyspy.PySpyError` (with a user-facing message) when the PID
-    cannot be sampled.
+    Call `profiler.adapters.pyspy.check_target` first for a clear message about a bad PID;
+    py-spy failing later raises `PySpyError` too.
     """
-    check_target(options.pid)
     labels = {**default_labels(options.pid), **options.labels}
     sampler = WindowedSampler(options.pid, rate_hz=options.rate_hz, window_s=options.window_s)
     shipper = Shipper(options.server, options.spool_dir / options.service)

@@ -94,10 +94,9 @@ def attach(
     spool_dir: Path,
 ) -> None:
     """Attach to a running Python process with py-spy and ship its profile window by window."""
-    from profiler.adapters.pyspy import PySpyError
-
     from agent.attach import AttachOptions
     from agent.attach import attach as run_attach
+    from profiler.adapters.pyspy import PySpyError, check_target
 
     options = AttachOptions(
         pid=pid,
@@ -108,11 +107,12 @@ def attach(
         labels=labels,
         spool_dir=spool_dir,
     )
-    click.echo(
-        f"attached to pid {pid} as {service!r}: {rate} Hz, {window:g} s windows -> {server}",
-        err=True,
-    )
     try:
+        check_target(pid)
+        click.echo(
+            f"attached to pid {pid} as {service!r}: {rate} Hz, {window:g} s windows -> {server}",
+            err=True,
+        )
         summary = run_attach(options)
     except PySpyError as exc:
         raise click.ClickException(str(exc)) from None
