@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.shipper import Rejected, Shipper
+from agent.shipper import Shipper
 from profiler.adapters.pyspy import WindowedSampler
 from profiler.formats import collapsed
 from profiler.formats import window as wire
@@ -33,8 +33,9 @@ class AttachSummary:
     windows: int = 0
     samples: int = 0
     shipped: int = 0
-    spooled: int = 0
+    spooled: int = 0  # had to wait in the spool while the server was away
     rejected: int = 0
+    left: int = 0  # still in the spool at exit; the next agent with this spool sends them
 
 
 def default_labels(pid: int) -> dict[str, str]:
@@ -73,15 +74,12 @@ def attach(options: AttachOptions) -> AttachSummary:
                 sample_rate_hz=options.rate_hz,
                 labels=labels,
             )
-            try:
-                shipper.ship(window)
-            except Rejected as exc:
-                summary.rejected += 1
-                log.error("the server refused a window: %s", exc)
+            shipper.submit(window)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        shipper.close()
-    summary.shipped, summary.spooled = shipper.shipped, shipper.spooled
+        summary.left = shipper.close()
+    summary.shipped, summary.spooled = shipper.shipped, shipper.deferred
+    summary.rejected = shipper.rejected
     log.info("target %s done: %s", options.pid, summary)
     return summary

@@ -118,9 +118,15 @@ def attach(
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"pid {pid} done: {summary.windows} windows, {summary.samples} samples, "
-        f"{summary.shipped} shipped, {summary.spooled} spooled, {summary.rejected} refused",
+        f"{summary.shipped} shipped, {summary.spooled} spooled, {summary.rejected} refused, "
+        f"{summary.left} left in {spool_dir / service}",
         err=True,
     )
+    if summary.left or summary.rejected:
+        raise click.ClickException(
+            f"{summary.left} windows could not be delivered (they stay in {spool_dir / service} "
+            f"for the next run) and {summary.rejected} were refused by the server"
+        )
 
 
 @cli.command()

@@ -1,13 +1,17 @@
-"""Shipping windows to the server: compressed, retried, spooled to disk while the server is away.
+"""Shipping windows to the server from a background thread, through an on-disk spool.
 
-A window keeps its idempotency key for life, so a retry of a window the server did store (the
-response was lost) is not counted twice. Spooled windows are replayed oldest first before any
-new one, so the server sees them in order.
+Every window is written to the spool first (write, then rename: never half a file) and a
+thread sends spooled windows oldest first, deleting each once the server has it. So sampling
+never waits for the network, a server that is away loses nothing (windows wait on disk, and
+an agent restarted with the same spool replays them), and the server sees windows in order.
+A window keeps its idempotency key for life, so a retry of a window whose response was lost
+is not counted twice.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from profiler.formats.window import Window
 log = logging.getLogger("hotpath.agent")
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MAX_BACKOFF_S = 30.0
 
 
 class Rejected(Exception):
@@ -31,74 +36,99 @@ class Shipper:
         server: str,
         spool_dir: Path,
         *,
-        attempts: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 10.0,
     ) -> None:
         self.url = server.rstrip("/") + "/api/v1/windows"
         self.spool_dir = spool_dir
-        self.attempts, self.backoff_s = attempts, backoff_s
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.backoff_s = backoff_s
         self.client = httpx.Client(timeout=timeout_s)
         self.compressor = zstandard.ZstdCompressor(level=3)
-        self.shipped = 0
-        self.spooled = 0
+        self.shipped = 0  # windows the server acknowledged
+        self.deferred = 0  # windows that had to wait in the spool for the server
+        self.rejected = 0  # windows the server refused for good (kept as *.rejected)
+        self._wake = threading.Event()
+        self._closing = False
+        self._deadline = float("inf")
+        self._thread = threading.Thread(target=self._run, name="hotpath-shipper", daemon=True)
+        self._thread.start()
 
-    def ship(self, window: Window) -> bool:
-        """Send `window` (after any spooled ones); spool it if the server is unreachable.
-
-        Returns True when the server has it.
-        """
+    def submit(self, window: Window) -> None:
+        """Spool `window` and let the shipping thread send it; never blocks on the network."""
         body = self.compressor.compress(window.model_dump_json().encode())
-        if self.replay_spool() and self._send(body, window.idempotency_key):
-            return True
-        self._spool(body, window)
-        return False
-
-    def replay_spool(self) -> bool:
-        """Send spooled windows oldest first; True when the spool is empty afterwards."""
-        for path in sorted(self.spool_dir.glob("*.zst")):
-            try:
-                ok = self._send(path.read_bytes(), path.stem)
-            except Rejected as exc:
-                log.error("the server refused spooled window %s for good: %s", path.name, exc)
-                path.rename(path.with_suffix(".rejected"))
-                continue
-            if not ok:
-                return False
-            path.unlink()
-        return True
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _send(self, body: bytes, key: str) -> bool:
-        for attempt in range(self.attempts):
-            try:
-                response = self.client.post(
-                    self.url,
-                    content=body,
-                    headers={"Content-Encoding": "zstd", "Content-Type": "application/json"},
-                )
-            except httpx.TransportError as exc:
-                log.warning("window %s: server unreachable (%s)", key, exc)
-            else:
-                if response.status_code in (200, 201):
-                    self.shipped += 1
-                    return True
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise Rejected(f"HTTP {response.status_code}: {response.text[:300]}")
-                log.warning("window %s: HTTP %s, will retry", key, response.status_code)
-            if attempt + 1 < self.attempts:
-                time.sleep(self.backoff_s * 2**attempt)
-        return False
-
-    def _spool(self, body: bytes, window: Window) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        # Name sorts by window start, so replay keeps the order; write-then-rename keeps a
-        # crash from leaving half a file that would later be replayed.
+        # The name sorts by window start, so the spool replays in order.
         name = f"{int(window.start.timestamp() * 1e6):020d}-{window.idempotency_key}"
         tmp = self.spool_dir / f"{name}.tmp"
         tmp.write_bytes(body)
         tmp.rename(self.spool_dir / f"{name}.zst")
-        self.spooled += 1
-        log.warning("server away: window %s spooled to %s", window.idempotency_key, self.spool_dir)
+        self._wake.set()
+
+    def close(self, timeout_s: float = 15.0) -> int:
+        """Try to send what is spooled for up to `timeout_s`; returns the windows left on disk."""
+        self._deadline = time.monotonic() + timeout_s
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout_s + 5)
+        self.client.close()
+        return len(self.pending())
+
+    def pending(self) -> list[Path]:
+        return sorted(self.spool_dir.glob("*.zst"))
+
+    def _run(self) -> None:
+        backoff = 0.0
+        waited: set[str] = set()
+        while True:
+            files = self.pending()
+            if self._closing and (not files or time.monotonic() > self._deadline):
+                return
+            if not files:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            for path in files:
+                try:
+                    sent = self._send(path.read_bytes())
+                except Rejected as exc:
+                    self.rejected += 1
+                    log.error("the server refused window %s for good: %s", path.name, exc)
+                    path.rename(path.with_suffix(".rejected"))
+                    continue
+                if not sent:
+                    waited.update(p.name for p in files)
+                    backoff = min(MAX_BACKOFF_S, max(self.backoff_s, backoff * 2))
+                    break
+                path.unlink()
+                self.shipped += 1
+                if path.name in waited:
+                    waited.discard(path.name)
+                    self.deferred += 1
+                backoff = 0.0
+            if backoff:
+                # Wait out the backoff, but not past the closing deadline.
+                pause = min(backoff, max(0.0, self._deadline - time.monotonic()))
+                if self._closing:
+                    time.sleep(pause)
+                else:
+                    self._wake.wait(pause)
+                    self._wake.clear()
+
+    def _send(self, body: bytes) -> bool:
+        try:
+            response = self.client.post(
+                self.url,
+                content=body,
+                headers={"Content-Encoding": "zstd", "Content-Type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            log.warning("server unreachable (%s): windows wait in %s", exc, self.spool_dir)
+            return False
+        if response.status_code in (200, 201):
+            return True
+        if response.status_code in RETRYABLE_STATUS:
+            log.warning(
+                "server answered %s: windows wait in %s", response.status_code, self.spool_dir
+            )
+            return False
+        raise Rejected(f"HTTP {response.status_code}: {response.text[:300]}")

@@ -102,11 +102,11 @@ def fetch(server: str, service: str = "acc", **params: str) -> httpx.Response:
 
 
 def agent_summary(stderr: str) -> dict[str, int]:
-    match = re.search(r"done: (\d+) windows, (\d+) samples, (\d+) shipped, (\d+) spooled", stderr)
+    pattern = r"done: (\d+) windows, (\d+) samples, (\d+) shipped, (\d+) spooled, (\d+) refused"
+    match = re.search(pattern, stderr)
     assert match, stderr
-    return dict(
-        zip(("windows", "samples", "shipped", "spooled"), map(int, match.groups()), strict=True)
-    )
+    names = ("windows", "samples", "shipped", "spooled", "refused")
+    return dict(zip(names, map(int, match.groups()), strict=True))
 
 
 def test_exported_shares_match_the_truth_measured_in_the_process(sqlite_server, tmp_path) -> None:
