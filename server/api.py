@@ -33,7 +33,7 @@ class ServiceOut(BaseModel):
     name: str
     last_seen: datetime
     samples: int
-    windows: int
+    series: int
 
 
 def _store(request: Request) -> Store:
@@ -80,7 +80,7 @@ async def ingest_window(request: Request, response: Response) -> IngestResponse:
         raise HTTPException(422, f"invalid window: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"window too large: {exc}") from None
-    result = _store(request).ingest(window.service, window.idempotency_key, wire.to_profile(window))
+    result = _store(request).ingest(window)
     response.status_code = 200 if result.duplicate else 201
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
@@ -128,7 +128,7 @@ async def ingest_pyroscope(
         raise HTTPException(422, f"invalid profile: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"profile too large: {exc}") from None
-    result = _store(request).ingest(window.service, window.idempotency_key, wire.to_profile(window))
+    result = _store(request).ingest(window)
     response.status_code = 200
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
@@ -160,18 +160,15 @@ def get_profile(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     try:
-        result = _store(request).profile(service, start, end, labels)
+        profile = _store(request).profile(service, start, end, labels)
     except UnknownService:
         raise HTTPException(404, f"unknown service {service!r}") from None
-    headers = {
-        "X-Hotpath-Windows": str(result.windows),
-        "X-Hotpath-Samples": str(result.profile.total),
-    }
+    headers = {"X-Hotpath-Samples": str(profile.total)}
     if format == "collapsed":
-        return PlainTextResponse(collapsed.dumps(result.profile), headers=headers)
+        return PlainTextResponse(collapsed.dumps(profile), headers=headers)
     title = f"{service} {start:%Y-%m-%d %H:%M:%S}-{end:%H:%M:%S} UTC"
     return Response(
-        speedscope.dumps(result.profile, title), media_type="application/json", headers=headers
+        speedscope.dumps(profile, title), media_type="application/json", headers=headers
     )
 
 

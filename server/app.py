@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -10,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from server import api, pages
 from server.database import make_engine, upgrade
+from server.maintenance import Maintenance
 from server.settings import Settings
 from server.store import Store
 
@@ -20,9 +23,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.database_url())
     upgrade(engine)
-    app = FastAPI(title="hotpath", version="1", summary="Continuous profiling for Python processes")
+    store = Store(engine, settings.retention())
+    maintenance = Maintenance(
+        engine,
+        store.retention,
+        rollup_interval_s=settings.rollup_interval_s,
+        retention_interval_s=settings.retention_interval_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        maintenance.start()
+        yield
+        maintenance.stop()
+        engine.dispose()
+
+    app = FastAPI(
+        title="hotpath",
+        version="1",
+        lifespan=lifespan,
+        summary="Continuous profiling for Python processes",
+    )
     app.state.settings = settings
-    app.state.store = Store(engine)
+    app.state.store = store
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount(

@@ -59,7 +59,7 @@ def service_page(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     try:
-        result = request.app.state.store.profile(service, start, end, labels)
+        samples = request.app.state.store.sample_count(service, start, end, labels)
     except UnknownService:
         raise HTTPException(404, f"unknown service {service!r}") from None
     # Absolute times, so the viewer shows exactly the range this page describes.
@@ -79,8 +79,7 @@ def service_page(
             "service": service,
             "start": start,
             "end": end,
-            "samples": result.profile.total,
-            "windows": result.windows,
+            "samples": samples,
             "presets": RANGE_PRESETS,
             "selected": from_,
             "label_query": "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items()),

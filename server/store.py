@@ -1,21 +1,38 @@
-"""Storing windows of stacks and reading merged profiles back, through SQLAlchemy Core.
+"""Storing windows and reading merged profiles back, through SQLAlchemy Core.
 
-A window is written in one transaction or not at all; its idempotency key is unique, so a
-retried window (same key) is stored once even when two servers receive it at the same time.
+A window is written in one transaction or not at all: its series, any new frames and stacks,
+and its (stack id, count) pairs. Its idempotency key is unique, so a retried window is stored
+once even when two servers receive it at the same time. Reads follow `server.timeplan`:
+rollups for whole buckets, raw windows for the edges and for what is not rolled up yet.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import zstandard
-from sqlalchemy import Engine, and_, exists, func, insert, select
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from profiler.formats import collapsed
-from profiler.model import Profile, Unit, merge
-from server.tables import services, window_labels, windows
+from profiler.formats import window as wire
+from profiler.model import Profile, Unit
+from server import pairs as pairs_codec
+from server.database import read_snapshot, write_transaction
+from server.interning import LRU, Interner, Learned
+from server.tables import (
+    rollup_progress,
+    series,
+    series_labels,
+    series_rollups,
+    service_rollups,
+    services,
+    windows,
+)
+from server.timeplan import RAW, Availability, plan
 
 
 class UnknownService(LookupError):
@@ -34,13 +51,20 @@ class ServiceSummary:
     name: str
     last_seen: datetime
     samples: int
-    windows: int
+    series: int
 
 
 @dataclass(frozen=True)
-class ProfileResult:
-    profile: Profile
-    windows: int
+class Retention:
+    """How long each level is kept; `server.retention` enforces it."""
+
+    raw: timedelta = timedelta(days=7)
+    minute: timedelta = timedelta(days=30)
+    hour: timedelta = timedelta(days=365)
+    day: timedelta = timedelta(days=5 * 365)
+
+    def by_resolution(self) -> dict[int, timedelta]:
+        return {RAW: self.raw, 60: self.minute, 3600: self.hour, 86400: self.day}
 
 
 def to_us(moment: datetime) -> int:
@@ -51,62 +75,126 @@ def from_us(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
-class Store:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+def series_digest(labels: dict[str, str], unit: str) -> bytes:
+    text = json.dumps([unit, sorted(labels.items())], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
-    def ingest(self, service: str, idempotency_key: str, profile: Profile) -> IngestResult:
-        if profile.start is None or profile.end is None or profile.sample_rate_hz is None:
-            raise ValueError("a stored window needs its start, end and sample rate")
-        samples = profile.total
-        with self.engine.connect() as conn:
-            if self._window_id(conn, idempotency_key) is not None:
-                return IngestResult(None, True, samples)
-        service_id = self._service_id(service, create=True)
-        assert service_id is not None
-        payload = zstandard.ZstdCompressor(level=3).compress(collapsed.dumps(profile).encode())
+
+class Store:
+    def __init__(self, engine: Engine, retention: Retention | None = None) -> None:
+        self.engine = engine
+        self.retention = retention or Retention()
+        self.interner = Interner()
+        self._service_ids: LRU[str, int] = LRU(100_000)
+        self._series_ids: LRU[tuple[int, bytes], int] = LRU(1_000_000)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def ingest(self, window: wire.Window) -> IngestResult:
+        samples = sum(window.counts)
+        digest = series_digest(window.labels, str(window.unit))
+        learned = Learned()
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
+                if _window_exists(conn, window.idempotency_key):
+                    return IngestResult(None, True, samples)
+                service_id = self._service_id(conn, window.service)
+                series_id = self._series_id(conn, service_id, digest, window)
+                stack_ids = self.interner.intern(conn, window.frames, window.stacks, learned)
+                pairs = pairs_codec.from_lists(stack_ids, window.counts)
+                start_us, end_us = to_us(window.start), to_us(window.end)
                 window_id = conn.execute(
                     insert(windows).returning(windows.c.id),
                     {
                         "service_id": service_id,
-                        "idempotency_key": idempotency_key,
-                        "start_us": to_us(profile.start),
-                        "end_us": to_us(profile.end),
-                        "received_us": to_us(datetime.now(UTC)),
-                        "unit": str(profile.unit),
-                        "sample_rate_hz": profile.sample_rate_hz,
+                        "series_id": series_id,
+                        "idempotency_key": window.idempotency_key,
+                        "start_us": start_us,
+                        "end_us": end_us,
                         "sample_count": samples,
-                        "stack_count": len(profile.samples),
-                        "payload": payload,
+                        "rolled_up": False,
+                        "pairs": pairs_codec.encode(pairs),
                     },
                 ).scalar_one()
-                if profile.labels:
-                    conn.execute(
-                        insert(window_labels),
-                        [
-                            {"window_id": window_id, "key": k, "value": v}
-                            for k, v in profile.labels.items()
-                        ],
+                conn.execute(
+                    update(series)
+                    .where(series.c.id == series_id)
+                    .values(
+                        samples=series.c.samples + samples,
+                        last_seen_us=func.max(series.c.last_seen_us, end_us)
+                        if conn.dialect.name == "sqlite"
+                        else func.greatest(series.c.last_seen_us, end_us),
                     )
+                )
         except IntegrityError:
             # Lost a race with a concurrent insert of the same key: that copy is the one stored.
             with self.engine.connect() as conn:
-                if self._window_id(conn, idempotency_key) is not None:
+                if _window_exists(conn, window.idempotency_key):
                     return IngestResult(None, True, samples)
             raise
+        # Ids are cached only once committed: an id from a rolled-back insert must not be reused.
+        self.interner.publish(learned)
+        self._service_ids.put_many([(window.service, service_id)])
+        self._series_ids.put_many([((service_id, digest), series_id)])
         return IngestResult(window_id, False, samples)
+
+    def _service_id(self, conn: Connection, name: str) -> int:
+        cached = self._service_ids.get(name)
+        if cached is not None:
+            return cached
+        _insert_ignoring_conflict(conn, services, [{"name": name}], ["name"])
+        return conn.execute(select(services.c.id).where(services.c.name == name)).scalar_one()
+
+    def _series_id(
+        self, conn: Connection, service_id: int, digest: bytes, window: wire.Window
+    ) -> int:
+        key = (service_id, digest)
+        cached = self._series_ids.get(key)
+        if cached is not None:
+            return cached
+        query = select(series.c.id).where(
+            series.c.service_id == service_id, series.c.digest == digest
+        )
+        series_id = conn.execute(query).scalar_one_or_none()
+        if series_id is None:
+            now = to_us(window.start)
+            _insert_ignoring_conflict(
+                conn,
+                series,
+                [
+                    {
+                        "service_id": service_id,
+                        "digest": digest,
+                        "labels": json.dumps(window.labels, sort_keys=True),
+                        "unit": str(window.unit),
+                        "sample_rate_hz": window.sample_rate_hz,
+                        "first_seen_us": now,
+                        "last_seen_us": now,
+                        "samples": 0,
+                    }
+                ],
+                ["service_id", "digest"],
+            )
+            series_id = conn.execute(query).scalar_one()
+            _insert_ignoring_conflict(
+                conn,
+                series_labels,
+                [{"series_id": series_id, "key": k, "value": v} for k, v in window.labels.items()],
+                ["series_id", "key"],
+            )
+        return series_id
+
+    # -- reading ------------------------------------------------------------------------------
 
     def services(self) -> list[ServiceSummary]:
         query = (
             select(
                 services.c.name,
-                func.max(windows.c.end_us),
-                func.sum(windows.c.sample_count),
-                func.count(windows.c.id),
+                func.max(series.c.last_seen_us),
+                func.sum(series.c.samples),
+                func.count(series.c.id),
             )
-            .join(windows, windows.c.service_id == services.c.id)
+            .join(series, series.c.service_id == services.c.id)
             .group_by(services.c.name)
             .order_by(services.c.name)
         )
@@ -118,64 +206,128 @@ class Store:
 
     def profile(
         self, service: str, start: datetime, end: datetime, labels: dict[str, str] | None = None
-    ) -> ProfileResult:
-        """The merged profile of the windows of `service` that overlap [start, end)."""
-        service_id = self._service_id(service, create=False)
-        if service_id is None:
-            raise UnknownService(service)
-        conditions = [
-            windows.c.service_id == service_id,
-            windows.c.start_us < to_us(end),
-            windows.c.end_us > to_us(start),
-        ]
-        for key, value in (labels or {}).items():
-            conditions.append(
-                exists().where(
-                    window_labels.c.window_id == windows.c.id,
-                    window_labels.c.key == key,
-                    window_labels.c.value == value,
-                )
-            )
-        query = select(
-            windows.c.unit,
-            windows.c.sample_rate_hz,
-            windows.c.start_us,
-            windows.c.end_us,
-            windows.c.payload,
-        ).where(and_(*conditions))
-        decompressor = zstandard.ZstdDecompressor()
-        parts: list[Profile] = []
-        with self.engine.connect() as conn:
-            for unit, rate, start_us, end_us, payload in conn.execute(query):
-                part = Profile(
-                    unit=Unit(unit),
-                    sample_rate_hz=rate,
-                    start=from_us(start_us),
-                    end=from_us(end_us),
-                )
-                collapsed.loads(decompressor.decompress(payload).decode(), part)
-                parts.append(part)
-        merged = merge(parts)
-        merged.labels = dict(labels or {})
-        return ProfileResult(merged, len(parts))
+    ) -> Profile:
+        """The merged profile of the windows of `service` that start in [start, end)."""
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            blobs = self._pieces(conn, service_id, start, end, labels, "pairs")
+            merged = pairs_codec.merge(pairs_codec.decode(blob) for blob in blobs)
+            stacks = self.interner.resolve(conn, merged.ids.tolist())
+            rate = conn.execute(
+                select(func.max(series.c.sample_rate_hz)).where(series.c.service_id == service_id)
+            ).scalar()
+        profile = Profile(
+            unit=Unit.SAMPLES, sample_rate_hz=rate, start=start, end=end, labels=dict(labels or {})
+        )
+        for stack_id, count in zip(merged.ids.tolist(), merged.counts.tolist(), strict=True):
+            profile.samples[stacks[stack_id]] += count
+        return profile
 
-    def _service_id(self, name: str, *, create: bool) -> int | None:
-        query = select(services.c.id).where(services.c.name == name)
-        with self.engine.connect() as conn:
-            found = conn.execute(query).scalar_one_or_none()
-        if found is not None or not create:
-            return found
-        try:
-            with self.engine.begin() as conn:
-                return conn.execute(
-                    insert(services).returning(services.c.id), {"name": name}
-                ).scalar_one()
-        except IntegrityError:  # another server created it first
-            with self.engine.connect() as conn:
-                return conn.execute(query).scalar_one()
+    def sample_count(
+        self, service: str, start: datetime, end: datetime, labels: dict[str, str] | None = None
+    ) -> int:
+        """What `profile(...).total` would be, without decoding a single stack."""
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            return sum(self._pieces(conn, service_id, start, end, labels, "sample_count"))
 
     @staticmethod
-    def _window_id(conn, key: str) -> int | None:  # type: ignore[no-untyped-def]
-        return conn.execute(
-            select(windows.c.id).where(windows.c.idempotency_key == key)
+    def _known_service(conn: Connection, name: str) -> int:
+        service_id = conn.execute(
+            select(services.c.id).where(services.c.name == name)
         ).scalar_one_or_none()
+        if service_id is None:
+            raise UnknownService(name)
+        return service_id
+
+    def _pieces(
+        self,
+        conn: Connection,
+        service_id: int,
+        start: datetime,
+        end: datetime,
+        labels: dict[str, str] | None,
+        column: str,
+    ) -> list:  # type: ignore[type-arg]
+        """`column` ("pairs" or "sample_count") of every window and bucket the range needs."""
+        if labels:
+            series_ids = _matching_series(conn, service_id, labels)
+            owner_filter = windows.c.series_id.in_(series_ids)
+            rollups, owner = series_rollups, series_rollups.c.series_id.in_(series_ids)
+        else:
+            owner_filter = windows.c.service_id == service_id
+            rollups, owner = service_rollups, service_rollups.c.service_id == service_id
+        segments = plan(to_us(start), to_us(end), self.availability(conn))
+        values = _read_windows(conn, owner_filter, segments, getattr(windows.c, column))
+        rollup_ranges = [
+            and_(
+                rollups.c.resolution_s == s.resolution_s,
+                rollups.c.bucket_us >= s.start_us,
+                rollups.c.bucket_us < s.end_us,
+            )
+            for s in segments
+            if s.resolution_s != RAW
+        ]
+        if rollup_ranges:
+            rows = conn.execute(
+                select(getattr(rollups.c, column)).where(owner, or_(*rollup_ranges))
+            )
+            values.extend(rows.scalars())
+        return values
+
+    def availability(self, conn: Connection, now: datetime | None = None) -> Availability:
+        now_us = to_us(now or datetime.now(UTC))
+        oldest = {
+            res: now_us - int(age.total_seconds() * 1_000_000)
+            for res, age in self.retention.by_resolution().items()
+        }
+        built = dict(
+            conn.execute(
+                select(rollup_progress.c.resolution_s, rollup_progress.c.built_until_us)
+            ).all()
+        )
+        return Availability(oldest, {3600: built.get(3600, 0), 86400: built.get(86400, 0)})
+
+
+def _window_exists(conn: Connection, key: str) -> bool:
+    return (
+        conn.execute(select(windows.c.id).where(windows.c.idempotency_key == key)).first()
+        is not None
+    )
+
+
+def _insert_ignoring_conflict(conn: Connection, table, rows: list[dict], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+    if rows:
+        insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert_(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def _matching_series(conn: Connection, service_id: int, labels: dict[str, str]) -> list[int]:
+    conditions = [
+        exists().where(
+            series_labels.c.series_id == series.c.id,
+            series_labels.c.key == key,
+            series_labels.c.value == value,
+        )
+        for key, value in labels.items()
+    ]
+    query = select(series.c.id).where(series.c.service_id == service_id, *conditions)
+    return list(conn.execute(query).scalars())
+
+
+def _read_windows(conn: Connection, owner_filter, segments, column) -> list:  # type: ignore[no-untyped-def]
+    """Windows of the raw segments, plus windows not rolled up yet inside rollup segments."""
+    raw = [s for s in segments if s.resolution_s == RAW]
+    rolled = [s for s in segments if s.resolution_s != RAW]
+    ranges = [and_(windows.c.start_us >= s.start_us, windows.c.start_us < s.end_us) for s in raw]
+    ranges += [
+        and_(
+            windows.c.rolled_up.is_(False),
+            windows.c.start_us >= s.start_us,
+            windows.c.start_us < s.end_us,
+        )
+        for s in rolled
+    ]
+    if not ranges:
+        return []
+    return list(conn.execute(select(column).where(owner_filter, or_(*ranges))).scalars())

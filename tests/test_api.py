@@ -83,7 +83,7 @@ def test_a_retried_window_is_stored_once(server) -> None:
         assert (first.status_code, second.status_code) == (201, 200)
         assert second.json()["duplicate"] is True
         assert stored_samples(client) == 100
-        assert client.get("/api/v1/services").json()[0]["windows"] == 1
+        assert client.get("/api/v1/services").json()[0]["samples"] == 100
 
 
 def test_windows_merge_and_filter_by_time_and_label(server) -> None:
@@ -178,7 +178,7 @@ def test_bad_windows_get_a_clear_4xx_and_store_nothing(server) -> None:
             assert response.status_code == status, (name, response.text)
             assert words in response.json()["detail"], (name, response.text)
         assert stored_samples(client) == 3
-        assert [s["windows"] for s in client.get("/api/v1/services").json()] == [1]
+        assert [s["samples"] for s in client.get("/api/v1/services").json()] == [3]
 
 
 def test_pyroscope_ingest_stores_folded_stacks_with_labels(server) -> None:

@@ -18,7 +18,9 @@ def test_migrations_match_the_tables_and_rerun_safely(db_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
         assert MigrationContext.configure(conn).get_current_revision() == "0001"
-    assert {"services", "windows", "window_labels"} <= set(inspect(engine).get_table_names())
+    assert {"frames", "stacks", "series", "windows", "service_rollups"} <= set(
+        inspect(engine).get_table_names()
+    )
     engine.dispose()
 
 

@@ -1,0 +1,196 @@
+"""Interning frames and stacks: content digest -> id, the same stack stored once for all windows.
+
+Ids are cached in bounded LRU maps so that a steady service (the same few thousand stacks every
+window) costs no database round trip per stack. Cache entries learned inside a transaction are
+published only after it commits: an id from a rolled-back insert must never be reused.
+Rows are inserted with ON CONFLICT DO NOTHING in digest order, so concurrent servers on one
+PostgreSQL neither fail nor deadlock on the same new stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from profiler.model import Frame, Stack
+from server.tables import frames as frames_table
+from server.tables import stacks as stacks_table
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+_CHUNK = 2_000  # keeps IN (...) lists under every backend's parameter limit
+
+
+class LRU(Generic[K, V]):
+    """A bounded map that forgets the least recently used entry; safe across threads."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put_many(self, items: Iterable[tuple[K, V]]) -> None:
+        with self._lock:
+            for key, value in items:
+                self._data[key] = value
+                self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass
+class Learned:
+    """Ids learned in an open transaction, to publish once it commits."""
+
+    frames: dict[bytes, int] = field(default_factory=dict)
+    stacks: dict[bytes, int] = field(default_factory=dict)
+
+
+def frame_digest(name: str, file: str, line: int) -> bytes:
+    return hashlib.blake2b(f"{name}\0{file}\0{line}".encode(), digest_size=16).digest()
+
+
+class Interner:
+    def __init__(self, max_frames: int = 1_000_000, max_stacks: int = 1_000_000) -> None:
+        self.frame_ids: LRU[bytes, int] = LRU(max_frames)
+        self.stack_ids: LRU[bytes, int] = LRU(max_stacks)
+        self.stacks_by_id: LRU[int, Stack] = LRU(max_stacks)
+
+    def intern(
+        self,
+        conn: Connection,
+        frames: Sequence[tuple[str, str, int]],
+        stacks: Sequence[Sequence[int]],
+        learned: Learned,
+    ) -> list[int]:
+        """Stack ids for `stacks` (lists of indexes into `frames`), inserting what is new."""
+        frame_digests = [frame_digest(*f) for f in frames]
+        frame_ids = self._ids(
+            conn,
+            frames_table,
+            frame_digests,
+            self.frame_ids,
+            learned.frames,
+            lambda i, d: {
+                "digest": d,
+                "name": frames[i][0],
+                "file": frames[i][1],
+                "line": frames[i][2],
+            },
+        )
+        stack_blobs = [_stack_blob([frame_ids[i] for i in stack]) for stack in stacks]
+        stack_digests = [hashlib.blake2b(b, digest_size=16).digest() for b in stack_blobs]
+        return self._ids(
+            conn,
+            stacks_table,
+            stack_digests,
+            self.stack_ids,
+            learned.stacks,
+            lambda i, d: {"digest": d, "frame_ids": stack_blobs[i]},
+        )
+
+    def publish(self, learned: Learned) -> None:
+        self.frame_ids.put_many(learned.frames.items())
+        self.stack_ids.put_many(learned.stacks.items())
+
+    def resolve(self, conn: Connection, stack_ids: Iterable[int]) -> dict[int, Stack]:
+        """The frames of each stack id (cached; misses read in chunks)."""
+        found: dict[int, Stack] = {}
+        missing: list[int] = []
+        for stack_id in stack_ids:
+            stack = self.stacks_by_id.get(stack_id)
+            if stack is None:
+                missing.append(stack_id)
+            else:
+                found[stack_id] = stack
+        if not missing:
+            return found
+        frame_lists: dict[int, list[int]] = {}
+        for chunk in _chunks(missing):
+            rows = conn.execute(
+                select(stacks_table.c.id, stacks_table.c.frame_ids).where(
+                    stacks_table.c.id.in_(chunk)
+                )
+            )
+            frame_lists.update((row.id, _stack_frame_ids(row.frame_ids)) for row in rows)
+        needed = sorted({f for ids in frame_lists.values() for f in ids})
+        frames_by_id: dict[int, Frame] = {}
+        for chunk in _chunks(needed):
+            rows = conn.execute(
+                select(
+                    frames_table.c.id, frames_table.c.name, frames_table.c.file, frames_table.c.line
+                ).where(frames_table.c.id.in_(chunk))
+            )
+            frames_by_id.update((r.id, Frame(r.name, r.file, r.line)) for r in rows)
+        new = {sid: tuple(frames_by_id[f] for f in ids) for sid, ids in frame_lists.items()}
+        self.stacks_by_id.put_many(new.items())
+        found.update(new)
+        return found
+
+    @staticmethod
+    def _ids(
+        conn,
+        table: Table,
+        digests: list[bytes],
+        cache: LRU[bytes, int],  # type: ignore[no-untyped-def]
+        learned: dict[bytes, int],
+        row,
+    ) -> list[int]:
+        ids: dict[bytes, int] = {}
+        missing: dict[bytes, int] = {}  # digest -> index of its first occurrence
+        for i, digest in enumerate(digests):
+            known = learned.get(digest) or cache.get(digest)
+            if known is not None:
+                ids[digest] = known
+            else:
+                missing.setdefault(digest, i)
+        if missing:
+            ordered = sorted(missing)  # one lock order for every server: no deadlocks
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            conn.execute(
+                insert(table).on_conflict_do_nothing(index_elements=["digest"]),
+                [row(missing[d], d) for d in ordered],
+            )
+            for chunk in _chunks(ordered):
+                rows = conn.execute(
+                    select(table.c.digest, table.c.id).where(table.c.digest.in_(chunk))
+                )
+                for digest, row_id in rows:
+                    ids[bytes(digest)] = row_id
+                    learned[bytes(digest)] = row_id
+        return [ids[d] for d in digests]
+
+
+def _stack_blob(frame_ids: list[int]) -> bytes:
+    """Frame ids, root first: one byte of width (4 or 8), then little-endian unsigned ints."""
+    width = 4 if max(frame_ids, default=0) < 2**32 else 8
+    return bytes([width]) + np.asarray(frame_ids, dtype=f"<u{width}").tobytes()
+
+
+def _stack_frame_ids(blob: bytes) -> list[int]:
+    return np.frombuffer(blob, f"<u{blob[0]}", offset=1).tolist()
+
+
+def _chunks(items: Sequence[int] | Sequence[bytes]) -> Iterable[list]:  # type: ignore[type-arg]
+    for start in range(0, len(items), _CHUNK):
+        yield list(items[start : start + _CHUNK])

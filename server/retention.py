@@ -1,0 +1,50 @@
+"""Enforcing retention per level: raw windows, then minute, hour and day buckets expire.
+
+Deletes go in small batches, each its own short transaction, so ingest (which needs the same
+write lock on SQLite) never waits long. A raw window is deleted only once rolled up, so a
+lagging roll-up never loses data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, delete, select
+
+from server.database import write_transaction
+from server.store import Retention, to_us
+from server.tables import series_rollups, service_rollups, windows
+from server.timeplan import DAY, HOUR, MINUTE
+
+BATCH = 5_000
+
+
+def enforce(engine: Engine, retention: Retention, now: datetime | None = None) -> int:
+    """Delete what has expired; returns the number of rows deleted."""
+    now_us = to_us(now or datetime.now(UTC))
+    cutoff = {
+        level: now_us - int(age.total_seconds() * 1_000_000)
+        for level, age in retention.by_resolution().items()
+    }
+    deleted = 0
+    while True:  # raw windows are many: batches, each a short transaction
+        with write_transaction(engine) as conn:
+            victims = (
+                select(windows.c.id)
+                .where(windows.c.start_us < cutoff[0], windows.c.rolled_up.is_(True))
+                .limit(BATCH)
+            )
+            count = conn.execute(delete(windows).where(windows.c.id.in_(victims))).rowcount
+        deleted += count
+        if count < BATCH:
+            break
+    # Buckets expire a few per owner per run: one statement per level is short enough.
+    for table in (service_rollups, series_rollups):
+        for resolution in (MINUTE, HOUR, DAY):
+            with write_transaction(engine) as conn:
+                deleted += conn.execute(
+                    delete(table).where(
+                        table.c.resolution_s == resolution, table.c.bucket_us < cutoff[resolution]
+                    )
+                ).rowcount
+    return deleted
