@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server import api, pages
 from server.database import make_engine, upgrade
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    for error in (OperationalError, InterfaceError):
+        app.add_exception_handler(error, _database_unavailable)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount(
@@ -59,3 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.speedscope_dir,
         )
     return app
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (or SQLite stayed locked): a retryable 503, not a 500. Nothing
+    was half-written, since every write is one transaction; the pool reconnects by itself
+    (pre-ping) once the database is back."""
+    reason = getattr(exc, "orig", exc)
+    log.warning("database unavailable: %s", reason)
+    return JSONResponse(
+        {"detail": f"database unavailable, retry later: {reason}"},
+        503,
+        headers={"Retry-After": "5"},
+    )
