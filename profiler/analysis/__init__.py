@@ -1,0 +1,2 @@
+"""Analyses over the profile model: differences between profiles, and (later) hot-path
+histograms and benchmark statistics."""

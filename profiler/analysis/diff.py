@@ -1,0 +1,96 @@
+"""Comparing two profiles: which functions got slower, with a significance test on the counts.
+
+The two profiles have different numbers of samples, so each function is compared by its share
+of its profile. A function "got slower" when its self share grew: a caller whose callee got
+slower grows in total share too, but not in self share, so only the function that changed is
+flagged. The test suits counts from two Poisson processes of different lengths: conditional on
+the function's samples in both profiles, those in the head are binomial with the head's share
+of all samples (the exact conditional test for two Poisson rates). p-values are corrected for
+testing many functions at once (Benjamini-Hochberg), and a change must also be large enough
+(`min_change_pp`) to be flagged: with hundreds of thousands of samples, a 0.1-point change is
+"significant" but not worth a page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binomtest, false_discovery_control
+
+from profiler.model import Profile, function_stats
+
+
+@dataclass(frozen=True)
+class FunctionChange:
+    function: str
+    file: str
+    base_share: float  # self share in the base profile, 0..1
+    head_share: float
+    base_total_share: float  # inclusive share, 0..1
+    head_total_share: float
+    change_pp: float  # head_share - base_share, in percentage points
+    total_change_pp: float
+    ms_per_cpu_s: float  # the self change in milliseconds per second of CPU
+    p_value: float  # after Benjamini-Hochberg correction
+    flagged: bool  # a significant slowdown of at least min_change_pp
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_samples: int
+    head_samples: int
+    functions: list[FunctionChange]  # flagged first (largest change first), then by |change|
+
+    @property
+    def flagged(self) -> list[FunctionChange]:
+        return [f for f in self.functions if f.flagged]
+
+
+def compare(
+    base: Profile, head: Profile, *, alpha: float = 0.01, min_change_pp: float = 1.0
+) -> Comparison:
+    n_base, n_head = base.total, head.total
+    if n_base == 0 or n_head == 0:
+        raise ValueError(
+            f"cannot compare: the {'base' if n_base == 0 else 'head'} profile has no samples"
+        )
+    base_stats = {(s.name, s.file): s for s in function_stats(base)}
+    head_stats = {(s.name, s.file): s for s in function_stats(head)}
+    keys = sorted(base_stats.keys() | head_stats.keys())
+    head_fraction = n_head / (n_base + n_head)
+    raw_p = []
+    rows = []
+    for key in keys:
+        b, h = base_stats.get(key), head_stats.get(key)
+        b_self, h_self = (b.self_weight if b else 0), (h.self_weight if h else 0)
+        b_total, h_total = (b.total_weight if b else 0), (h.total_weight if h else 0)
+        n = b_self + h_self
+        raw_p.append(binomtest(h_self, n, head_fraction).pvalue if n else 1.0)
+        rows.append((key, b_self / n_base, h_self / n_head, b_total / n_base, h_total / n_head))
+    adjusted = false_discovery_control(np.array(raw_p), method="bh") if raw_p else []
+    changes = []
+    for (key, b_share, h_share, b_total, h_total), p in zip(rows, adjusted, strict=True):
+        change = 100 * (h_share - b_share)
+        changes.append(
+            FunctionChange(
+                function=key[0],
+                file=key[1],
+                base_share=b_share,
+                head_share=h_share,
+                base_total_share=b_total,
+                head_total_share=h_total,
+                change_pp=change,
+                total_change_pp=100 * (h_total - b_total),
+                ms_per_cpu_s=10 * change,
+                p_value=float(p),
+                flagged=bool(p < alpha and change >= min_change_pp),
+            )
+        )
+    changes.sort(
+        key=lambda c: (not c.flagged, -c.change_pp if c.flagged else -abs(c.change_pp), c.function)
+    )
+    return Comparison(n_base, n_head, changes)
