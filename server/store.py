@@ -32,7 +32,7 @@ from server.tables import (
     services,
     windows,
 )
-from server.timeplan import RAW, Availability, plan
+from server.timeplan import HOUR, MINUTE, RAW, Availability, plan
 
 
 class UnknownService(LookupError):
@@ -230,6 +230,71 @@ class Store:
         with read_snapshot(self.engine) as conn:
             service_id = self._known_service(conn, service)
             return sum(self._pieces(conn, service_id, start, end, labels, "sample_count"))
+
+    def timeline(
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        labels: dict[str, str] | None = None,
+        by: str | None = None,
+    ) -> tuple[int, dict[str, dict[int, int]]]:
+        """Samples per time step (minutes up to two days, else hours), one line per value of
+        the label `by` (or one line, "all"). Returns (step in seconds, {line: {unix s: n}})."""
+        step = MINUTE if end - start <= timedelta(days=2) else HOUR
+        start_us, end_us = to_us(start), to_us(end)
+        lines: dict[str, dict[int, int]] = {}
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            series_rows = conn.execute(
+                select(series.c.id, series.c.labels).where(series.c.service_id == service_id)
+            ).all()
+            wanted = set(_matching_series(conn, service_id, labels)) if labels else None
+            line_of = {
+                row.id: (json.loads(row.labels).get(by, "(none)") if by else "all")
+                for row in series_rows
+                if wanted is None or row.id in wanted
+            }
+            built_hours = self.availability(conn).built_until_us.get(HOUR, 0)
+            ids = list(line_of)
+            buckets = select(
+                series_rollups.c.series_id,
+                series_rollups.c.bucket_us,
+                series_rollups.c.sample_count,
+            ).where(
+                series_rollups.c.series_id.in_(ids),
+                series_rollups.c.bucket_us >= start_us,
+                series_rollups.c.bucket_us < end_us,
+            )
+            if step == MINUTE:
+                buckets = buckets.where(series_rollups.c.resolution_s == MINUTE)
+            else:  # built hours, then the minutes after them
+                buckets = buckets.where(
+                    or_(
+                        and_(
+                            series_rollups.c.resolution_s == HOUR,
+                            series_rollups.c.bucket_us < built_hours,
+                        ),
+                        and_(
+                            series_rollups.c.resolution_s == MINUTE,
+                            series_rollups.c.bucket_us >= built_hours,
+                        ),
+                    )
+                )
+            unrolled = select(
+                windows.c.series_id, windows.c.start_us, windows.c.sample_count
+            ).where(
+                windows.c.series_id.in_(ids),
+                windows.c.rolled_up.is_(False),
+                windows.c.start_us >= start_us,
+                windows.c.start_us < end_us,
+            )
+            for query in (buckets, unrolled):
+                for series_id, at_us, count in conn.execute(query):
+                    line = lines.setdefault(line_of[series_id], {})
+                    at = at_us // 1_000_000 // step * step
+                    line[at] = line.get(at, 0) + count
+        return step, lines
 
     @staticmethod
     def _known_service(conn: Connection, name: str) -> int:
