@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -189,6 +190,70 @@ def export(
         click.echo(
             f"wrote {output} ({response.headers.get('x-hotpath-samples', '?')} samples)", err=True
         )
+
+
+@cli.command()
+@click.option("--service", required=True)
+@click.option(
+    "--base",
+    "base_spec",
+    multiple=True,
+    required=True,
+    metavar="LABEL_OR_RANGE",
+    help="key=value and/or FROM..UNTIL (repeatable).",
+)
+@click.option("--head", "head_spec", multiple=True, required=True, metavar="LABEL_OR_RANGE")
+@click.option(
+    "--threshold",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Smallest growth of a function's self share, in percentage points, to flag.",
+)
+@click.option(
+    "--alpha",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Significance level after Benjamini-Hochberg correction.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the ranked functions as JSON.")
+@click.option("--limit", default=20, show_default=True, help="Rows in the table.")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+def diff(
+    service: str,
+    base_spec: tuple[str, ...],
+    head_spec: tuple[str, ...],
+    threshold: float,
+    alpha: float,
+    as_json: bool,
+    limit: int,
+    server: str,
+) -> None:
+    """Compare two profiles of a service; exit 1 when a function got significantly slower.
+
+    Each side is labels (version=1.4.2), a time range (-2h..-1h, or ISO-8601 times), or both
+    (--base version=1.4.2 --base -2h..-1h); a side without a range is the last hour.
+    Exit codes: 0 nothing got slower, 1 a slowdown was flagged, 2 bad input or no answer.
+    """
+    from agent.diff_report import fetch_diff, parse_side, print_table
+
+    try:
+        params = [
+            ("service", service),
+            ("alpha", str(alpha)),
+            ("min_change_pp", str(threshold)),
+            *parse_side("base", base_spec),
+            *parse_side("head", head_spec),
+        ]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    result = fetch_diff(server, params)
+    if as_json:
+        click.echo(json.dumps(result["functions"], indent=2))
+    else:
+        print_table(result, limit)
+    sys.exit(1 if any(f["flagged"] for f in result["functions"]) else 0)
 
 
 @cli.command()

@@ -6,13 +6,21 @@ never waits for the network, a server that is away loses nothing (windows wait o
 an agent restarted with the same spool replays them), and the server sees windows in order.
 A window keeps its idempotency key for life, so a retry of a window whose response was lost
 is not counted twice.
+
+Several agents may share one spool folder (one per service): each works in a folder of its
+own, held with an flock, and adopts the folders of agents that are gone (lock free), so no
+two agents send the same file and nothing an earlier agent left behind is stranded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -40,8 +48,11 @@ class Shipper:
         timeout_s: float = 10.0,
     ) -> None:
         self.url = server.rstrip("/") + "/api/v1/windows"
-        self.spool_dir = spool_dir
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = spool_dir / f"agent-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.spool_dir.mkdir(parents=True)
+        self._lock = (self.spool_dir / ".lock").open("w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.adopted = _adopt_orphans(spool_dir, self.spool_dir)
         self.backoff_s = backoff_s
         self.client = httpx.Client(timeout=timeout_s)
         self.compressor = zstandard.ZstdCompressor(level=3)
@@ -71,7 +82,12 @@ class Shipper:
         self._wake.set()
         self._thread.join(timeout_s + 5)
         self.client.close()
-        return len(self.pending())
+        left = len(self.pending())
+        if not left and not any(self.spool_dir.glob("*.rejected")):
+            (self.spool_dir / ".lock").unlink()
+            self.spool_dir.rmdir()
+        self._lock.close()
+        return left
 
     def pending(self) -> list[Path]:
         return sorted(self.spool_dir.glob("*.zst"))
@@ -132,3 +148,28 @@ class Shipper:
             )
             return False
         raise Rejected(f"HTTP {response.status_code}: {response.text[:300]}")
+
+
+def _adopt_orphans(parent: Path, own: Path) -> int:
+    """Move the spooled windows of agents that are gone (their lock is free) into `own`."""
+    adopted = 0
+    for folder in parent.glob("agent-*"):
+        if folder == own or not folder.is_dir():
+            continue
+        with (folder / ".lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live agent owns it
+            for path in folder.glob("*.zst"):
+                path.rename(own / path.name)
+                adopted += 1
+            for path in folder.glob("*.tmp"):  # half-written by an agent that crashed
+                path.unlink()
+        if not any(p.suffix == ".rejected" for p in folder.iterdir()):
+            with contextlib.suppress(OSError):
+                (folder / ".lock").unlink()
+                folder.rmdir()
+    if adopted:
+        log.warning("adopted %d windows left by earlier agents in %s", adopted, parent)
+    return adopted

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def spawn_target(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[bytes
 
 
 def run_agent(pid: int, server: str, *extra: str, **popen) -> subprocess.Popen[str]:
+    spool = [] if "--spool-dir" in extra else ["--spool-dir", tempfile.mkdtemp(prefix="spool-")]
     return subprocess.Popen(
         [
             sys.executable,
@@ -83,6 +85,7 @@ def run_agent(pid: int, server: str, *extra: str, **popen) -> subprocess.Popen[s
             server,
             "--service",
             "acc",
+            *spool,
             *extra,
         ],
         stdout=subprocess.PIPE,
@@ -182,7 +185,7 @@ def test_windows_spool_while_the_server_is_away_and_replay_in_order(tmp_path) ->
     server = None
     try:
         time.sleep(3.5)  # a few windows find no server
-        assert list((tmp_path / "spool" / "acc").glob("*.zst")), "windows were spooled"
+        assert list((tmp_path / "spool" / "acc").glob("*/*.zst")), "windows were spooled"
         server = start_server(f"sqlite:///{tmp_path / 'h.db'}", tmp_path / "srv", port=port)
         time.sleep(2.5)
         agent.send_signal(signal.SIGINT)
@@ -193,7 +196,7 @@ def test_windows_spool_while_the_server_is_away_and_replay_in_order(tmp_path) ->
     try:
         summary = agent_summary(err)
         assert summary["spooled"] >= 2
-        assert not list((tmp_path / "spool" / "acc").glob("*.zst")), "the spool was replayed"
+        assert not list((tmp_path / "spool" / "acc").glob("*/*.zst")), "the spool was replayed"
         stored = collapsed.loads(fetch(url).text)
         assert stored.total == summary["samples"], "nothing lost, nothing counted twice"
         assert httpx.get(f"{url}/api/v1/services").json()[0]["samples"] == summary["samples"]

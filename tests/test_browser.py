@@ -40,7 +40,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def profiled_trader(sqlite_server) -> Iterator[str]:
+def profiled_trader(sqlite_server, tmp_path) -> Iterator[str]:
     """The demo trader sampled by the real agent for a few seconds; yields the server URL."""
     trader = subprocess.Popen([sys.executable, "-m", "agent.demo_trader"], cwd=REPO)
     agent = subprocess.Popen(
@@ -58,6 +58,8 @@ def profiled_trader(sqlite_server) -> Iterator[str]:
             sqlite_server.url,
             "--window",
             "1",
+            "--spool-dir",
+            str(tmp_path / "spool"),
         ],
         cwd=REPO,
         stderr=subprocess.PIPE,

@@ -92,3 +92,20 @@ def test_diff_tree_columns_add_up() -> None:
         "main;d": (0, 4, 0, 4),
     }
     assert nodes["base"][0] == 6 and nodes["head"][0] == 9
+
+
+def test_inner_functions_count_as_their_outer_functions_self_time() -> None:
+    genexpr = "main (a.py:1);price (a.py:5);price.<locals>.<genexpr> (a.py:6)"
+    torn = "price.<locals>.<genexpr> (a.py:6)"  # a non-blocking read that missed the callers
+    base = collapsed.loads(
+        f"{genexpr} 200\n{torn} 10\nmain (a.py:1);price (a.py:5) 90\n"
+        "main (a.py:1);risk (a.py:9) 700\n"
+    )
+    head = collapsed.loads(
+        f"{genexpr} 400\n{torn} 20\nmain (a.py:1);price (a.py:5) 180\n"
+        "main (a.py:1);risk (a.py:9) 700\n"
+    )
+    result = compare(base, head)
+    assert [f.function for f in result.flagged] == ["price"]
+    assert "price.<locals>.<genexpr>" not in {f.function for f in result.functions}
+    assert result.functions[0].base_share == pytest.approx(0.3)
