@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -86,5 +87,80 @@ def service_page(
             "viewer_url": viewer_url,
             "collapsed_url": "/api/v1/profile?" + urlencode([*params, ("format", "collapsed")]),
             "speedscope_ready": (speedscope_dir / "index.html").is_file(),
+            # For timeline.js, which rebuilds the viewer's URL when a range is dragged out.
+            "labels": [f"{k}={v}" for k, v in labels.items()],
+            "label_keys": list(dict.fromkeys(["version", "host", "pid", *labels])),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class DiffSide:
+    start: datetime
+    end: datetime
+    labels: dict[str, str]
+    samples: int
+
+    @property
+    def range_text(self) -> str:
+        end = "%H:%M:%S" if self.start.date() == self.end.date() else "%Y-%m-%d %H:%M:%S"
+        return f"{self.start:%Y-%m-%d %H:%M:%S} \N{EN DASH} {self.end.strftime(end)} UTC"
+
+    def service_query(self) -> str:
+        """The service page's query for this side, to open its plain flame graph."""
+        pairs = [("from", self.start.isoformat()), ("until", self.end.isoformat())]
+        return urlencode(pairs + [("label", f"{k}={v}") for k, v in self.labels.items()])
+
+
+@router.get("/services/{service}/diff", response_class=HTMLResponse)
+def diff_page(
+    request: Request,
+    service: str,
+    base_from: str | None = None,
+    base_until: str | None = None,
+    base_label: Annotated[list[str] | None, Query()] = None,
+    head_from: str | None = None,
+    head_until: str | None = None,
+    head_label: Annotated[list[str] | None, Query()] = None,
+    alpha: Annotated[float | None, Query(gt=0, lt=1)] = None,
+    min_change_pp: Annotated[float | None, Query(ge=0)] = None,
+) -> HTMLResponse:
+    """The differential flame graph (diffgraph.js) of two selections, beside the table of the
+    functions that got slower. Both sides are resolved to absolute times here, so the two API
+    calls the page makes describe exactly the same ranges as its headings."""
+    try:
+        base_range = parse_range(base_from, base_until)
+        head_range = parse_range(head_from, head_until)
+        base_labels, head_labels = parse_labels(base_label or []), parse_labels(head_label or [])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    store = request.app.state.store
+    try:
+        base = DiffSide(
+            *base_range, base_labels, store.sample_count(service, *base_range, base_labels)
+        )
+        head = DiffSide(
+            *head_range, head_labels, store.sample_count(service, *head_range, head_labels)
+        )
+    except UnknownService:
+        raise HTTPException(404, f"unknown service {service!r}") from None
+    params: list[tuple[str, str]] = [("service", service)]
+    for side, chosen in (("base", base), ("head", head)):
+        params += [
+            (f"{side}_from", chosen.start.isoformat()),
+            (f"{side}_until", chosen.end.isoformat()),
+        ]
+        params += [(f"{side}_label", f"{k}={v}") for k, v in chosen.labels.items()]
+    tests = [("alpha", alpha), ("min_change_pp", min_change_pp)]
+    diff_params = params + [(name, str(value)) for name, value in tests if value is not None]
+    return templates.TemplateResponse(
+        request,
+        "diff.html",
+        {
+            "service": service,
+            "base": base,
+            "head": head,
+            "tree_url": "/api/v1/diff/tree?" + urlencode(params),
+            "diff_url": "/api/v1/diff?" + urlencode(diff_params),
         },
     )
