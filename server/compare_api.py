@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
 from profiler.analysis.diff import compare
@@ -129,7 +130,7 @@ def diff(
     )
 
 
-@router.get("/diff/tree")
+@router.get("/diff/tree", response_class=ORJSONResponse)
 def tree(
     request: Request,
     service: str,
@@ -139,12 +140,13 @@ def tree(
     head_from: TimeParam = None,
     head_until: TimeParam = None,
     head_label: LabelParam = None,
-) -> dict[str, Any]:
+) -> ORJSONResponse:
     """The merged call tree of both profiles, as columns: node i has function `fn[i]`,
     parent `parent[i]` (node 0 is the root) and total/self samples in base and head."""
     base = selection(base_from, base_until, base_label)
     head = selection(head_from, head_until, head_label)
-    return diff_tree(*_profiles(request, service, base, head))
+    # 100,000 nodes: orjson encodes the columns in milliseconds where the default takes ~0.5 s.
+    return ORJSONResponse(diff_tree(*_profiles(request, service, base, head)))
 
 
 @router.get("/timeline", response_model=TimelineOut)

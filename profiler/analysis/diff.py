@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest, false_discovery_control
+from scipy.stats import binom, false_discovery_control
 
 from profiler.model import Frame, Profile, function_stats
 
@@ -64,17 +64,19 @@ def compare(
     base_stats = {(s.name, s.file): s for s in function_stats(fold_inner_functions(base))}
     head_stats = {(s.name, s.file): s for s in function_stats(fold_inner_functions(head))}
     keys = sorted(base_stats.keys() | head_stats.keys())
-    head_fraction = n_head / (n_base + n_head)
-    raw_p = []
     rows = []
+    head_self, both_self = [], []
     for key in keys:
         b, h = base_stats.get(key), head_stats.get(key)
         b_self, h_self = (b.self_weight if b else 0), (h.self_weight if h else 0)
         b_total, h_total = (b.total_weight if b else 0), (h.total_weight if h else 0)
-        n = b_self + h_self
-        raw_p.append(binomtest(h_self, n, head_fraction).pvalue if n else 1.0)
+        head_self.append(h_self)
+        both_self.append(b_self + h_self)
         rows.append((key, b_self / n_base, h_self / n_head, b_total / n_base, h_total / n_head))
-    adjusted = false_discovery_control(np.array(raw_p), method="bh") if raw_p else []
+    raw_p = conditional_poisson_p(
+        np.array(head_self), np.array(both_self), n_head / (n_base + n_head)
+    )
+    adjusted = false_discovery_control(raw_p, method="bh") if len(raw_p) else []
     changes = []
     for (key, b_share, h_share, b_total, h_total), p in zip(rows, adjusted, strict=True):
         change = 100 * (h_share - b_share)
@@ -97,6 +99,14 @@ def compare(
         key=lambda c: (not c.flagged, -c.change_pp if c.flagged else -abs(c.change_pp), c.function)
     )
     return Comparison(n_base, n_head, changes)
+
+
+def conditional_poisson_p(k: np.ndarray, n: np.ndarray, p: float) -> np.ndarray:
+    """Two-sided p-values of k ~ Binomial(n, p), all functions at once (vectorised, so
+    30,000 functions take milliseconds): twice the smaller tail, capped at 1."""
+    lower = binom.cdf(k, n, p)
+    upper = binom.sf(k - 1, n, p)
+    return np.where(n > 0, np.minimum(1.0, 2 * np.minimum(lower, upper)), 1.0)
 
 
 def fold_inner_functions(profile: Profile) -> Profile:

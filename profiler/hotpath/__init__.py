@@ -1,0 +1,16 @@
+"""Hot-path latency: mark the order path in the trading process, read its histograms outside.
+
+In the trading process::
+
+    from profiler.hotpath import hot_path
+
+    @hot_path("order_execution", budget_ms=100)
+    def execute(order): ...
+
+In the agent: `profiler.hotpath.reader.read(pid)`. The bucket scheme and the mergeable
+`Histogram` the server stores are in `profiler.hotpath.histogram`.
+"""
+
+from profiler.hotpath.recorder import HotPath, HotPathLimitError, hot_path
+
+__all__ = ["HotPath", "HotPathLimitError", "hot_path"]

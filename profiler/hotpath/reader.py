@@ -1,0 +1,203 @@
+"""The agent's side of hot-path timing: find another process's histogram file and read it.
+
+The file is found through `/proc/<pid>/maps`, which lists every mapped file by path, and
+opened through `/proc/<pid>/root`, so an agent in a sidecar container that shares the PID
+namespace (or on the host) reads the file the target sees, in the target's /dev/shm. The
+name carries the target's pid as the target knows it (the last `NSpid` of
+`/proc/<pid>/status`), and the header repeats that pid with the process's start time: a file
+left behind by a crashed process is not mapped by anyone, and a file that is somehow found for
+the wrong process (pid reused, another namespace) fails the check. Either way the answer is
+"no hot paths", never someone else's.
+
+The layout is documented in `profiler.hotpath.recorder`. The writer only ever increases
+aligned 8-byte words with single stores and publishes entries and thread slots by bumping
+`paths_used` / `slots_used` after them; this side reads the words through a read-only mapping
+with numpy's element-wise loads (never a byte-wise copy that could tear a word), so a read
+is a slightly stale snapshot, never garbage.
+
+The agent calls `read(pid)` once per window and ships `now.delta(before)` per hot path.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from profiler.hotpath.histogram import (
+    HIGHEST_NS,
+    LOWEST_NS,
+    NUM_BUCKETS,
+    SUB_BUCKET_BITS,
+    Histogram,
+)
+from profiler.hotpath.recorder import (
+    BUCKETS_WORD,
+    ENTRY,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_WORD,
+    SUM_WORD,
+    VERSION,
+    histogram_file_name,
+    process_start_time,
+)
+
+
+class UnsupportedHistogramFile(ValueError):
+    """The target writes a layout this reader does not know (another hotpath version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HotPathSnapshot:
+    """One hot path of a process at the time of reading: all calls since it started."""
+
+    name: str
+    budget_ns: int | None
+    histogram: Histogram
+
+    @property
+    def over_budget(self) -> int:
+        """Calls slower than the budget (0 without a budget)."""
+        return self.histogram.over(self.budget_ns) if self.budget_ns else 0
+
+
+def namespace_pid(pid: int) -> int:
+    """The pid the process sees for itself (innermost PID namespace); `pid` when unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return pid
+
+
+def find_histogram_file(pid: int) -> Path | None:
+    """The path to open for `pid`'s histogram file, or None when it has no hot paths (or is
+    gone, or cannot be inspected)."""
+    wanted = "/" + histogram_file_name(namespace_pid(pid))
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        # A deleted file shows as "<path> (deleted)" and fails this test: its process is
+        # exiting and the path may already name another file.
+        if len(fields) == 6 and fields[5].endswith(wanted):
+            seen_by_target = fields[5]
+            through_root = Path(f"/proc/{pid}/root{seen_by_target}")
+            try:
+                through_root.stat()
+                return through_root
+            except OSError:
+                # No access to the target's root (e.g. not privileged): the same path here
+                # is the right file when we share its mounts, and the header check says so.
+                return Path(seen_by_target)
+    return None
+
+
+def read(pid: int) -> dict[str, HotPathSnapshot]:
+    """Every hot path of `pid` by name; {} when the process has none (or is gone).
+
+    Raises UnsupportedHistogramFile when the file is of a layout this code doesn't read.
+    """
+    path = find_histogram_file(pid)
+    if path is None:
+        return {}
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        size = os.fstat(fd).st_size
+        if size < HEADER_SIZE:
+            return {}
+        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
+            return _read_mapped(mm, namespace_pid(pid), process_start_time(pid))
+    finally:
+        os.close(fd)
+
+
+def _read_mapped(mm: mmap.mmap, expected_pid: int, start_time: int) -> dict[str, HotPathSnapshot]:
+    (
+        magic,
+        version,
+        max_paths,
+        max_slots,
+        num_buckets,
+        sub_bits,
+        entry_size,
+        lowest,
+        highest,
+        pid,
+        writer_start,
+        data_offset,
+        stride,
+        paths_used,
+        slots_used,
+    ) = HEADER.unpack_from(mm, 0)
+    if magic != MAGIC:
+        return {}  # not (yet) a histogram file
+    if version != VERSION:
+        raise UnsupportedHistogramFile(f"histogram file version {version}, expected {VERSION}")
+    if (num_buckets, sub_bits, lowest, highest) != (
+        NUM_BUCKETS,
+        SUB_BUCKET_BITS,
+        LOWEST_NS,
+        HIGHEST_NS,
+    ):
+        raise UnsupportedHistogramFile("histogram file uses another bucket layout")
+    if pid != expected_pid or (start_time and writer_start and writer_start != start_time):
+        return {}  # a leftover of another process
+    paths_used = min(paths_used, max_paths)
+    slots_used = min(slots_used, max_slots - 1)
+    if paths_used == 0:
+        return {}
+    needed = data_offset + max_slots * max_paths * stride
+    if len(mm) < needed or entry_size != ENTRY.size or stride % 8:
+        raise UnsupportedHistogramFile("histogram file is smaller than its header says")
+
+    entries = [ENTRY.unpack_from(mm, HEADER_SIZE + i * entry_size) for i in range(paths_used)]
+    sums, maxes, counts = _sum_slots(
+        mm, data_offset, stride, max_paths, [*range(slots_used), max_slots - 1], paths_used
+    )
+    snapshots: dict[str, HotPathSnapshot] = {}
+    for i, (raw_name, budget_ns, _reserved) in enumerate(entries):
+        name = raw_name.rstrip(b"\x00").decode(errors="replace")
+        histogram = Histogram(counts[i], int(sums[i]), int(maxes[i]))
+        snapshots[name] = HotPathSnapshot(name, budget_ns or None, histogram)
+    return snapshots
+
+
+def _sum_slots(
+    mm: mmap.mmap,
+    data_offset: int,
+    stride: int,
+    max_paths: int,
+    slots: list[int],
+    paths_used: int,
+) -> tuple[object, object, object]:
+    import numpy as np
+
+    sums = np.zeros(paths_used, dtype=np.int64)
+    maxes = np.zeros(paths_used, dtype=np.int64)
+    counts = np.zeros((paths_used, NUM_BUCKETS), dtype=np.int64)
+    words_per_block = stride // 8
+    for slot in slots:
+        blocks = np.frombuffer(
+            mm,
+            dtype="<i8",
+            count=paths_used * words_per_block,
+            offset=data_offset + slot * max_paths * stride,
+        ).reshape(paths_used, words_per_block)
+        # ufuncs load element by element: each word is read whole.
+        np.add(sums, blocks[:, SUM_WORD], out=sums)
+        np.maximum(maxes, blocks[:, MAX_WORD], out=maxes)
+        np.add(counts, blocks[:, BUCKETS_WORD : BUCKETS_WORD + NUM_BUCKETS], out=counts)
+        del blocks  # the mapping closes after this function: no view may outlive it
+    return sums, maxes, counts

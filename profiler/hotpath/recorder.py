@@ -1,0 +1,487 @@
+"""The in-process side of hot-path timing: `hot_path`, and the memory-mapped file it fills.
+
+A hot path is marked with a decorator or a context manager (sync or async)::
+
+    @hot_path("order_execution", budget_ms=100)
+    def execute(order): ...
+
+    async with hot_path("order_execution", budget_ms=100):
+        ...
+
+Each call reads `time.perf_counter_ns` twice and bumps three 64-bit words of a
+memory-mapped file: no I/O, no thread, no socket, no lock on the way (DESIGN.md: "the hot
+path costs the trading process almost nothing"). The agent finds the file from the PID
+(`profiler.hotpath.reader`) and reads it beside its py-spy window.
+
+The file
+--------
+``/dev/shm/hotpath-<pid>.hist`` (the temp dir when /dev/shm is missing), created on the first
+`hot_path(...)`, sparse (pages are touched only where counts land), removed at interpreter
+exit. ``<pid>`` is `os.getpid()`, the PID in the process's own namespace. All integers are
+little-endian; offsets in bytes::
+
+    header (128 bytes at 0)
+      0  8s  magic          b"HOTPATH\\0", written last: a reader seeing it sees the rest
+      8  u32 version        1
+     12  u32 max_paths      64: path entries and data blocks per thread slot
+     16  u32 max_slots      32: thread slots; the last one is shared (see below)
+     20  u32 num_buckets    1699 (`histogram.NUM_BUCKETS`)
+     24  u32 sub_bucket_bits 6   (`histogram.SUB_BUCKET_BITS`)
+     28  u32 entry_size     128
+     32  i64 lowest_ns      1_000 (`histogram.LOWEST_NS`)
+     40  i64 highest_ns     100_000_000_000 (`histogram.HIGHEST_NS`)
+     48  i64 pid            the writer's os.getpid()
+     56  u64 start_time     field 22 of /proc/self/stat (clock ticks after boot), 0 if unknown
+     64  u32 data_offset    16384
+     68  u32 slot_stride    16384: bytes per (thread slot, path) block
+     72  u32 paths_used     entries in use; bumped after the entry is written
+     76  u32 slots_used     thread slots handed out (high-water mark, shared slot excluded)
+     80  ..                 zero
+    path table (max_paths entries of entry_size bytes at 128)
+      0  112s name          UTF-8, NUL-padded
+    112  i64 budget_ns      0 when the hot path has no budget
+    120  i64 reserved       0
+    data (at data_offset): block of thread slot s for path p at
+         data_offset + (s * max_paths + p) * slot_stride, as i64 words:
+      0  sum_ns             sum of the durations recorded
+      1  max_ns             largest duration recorded
+      2  buckets[num_buckets] counts per `histogram.bucket_index`; the rest of the block is
+                            padding so that blocks start on page boundaries
+
+A path's histogram is the sum of its blocks over the thread slots (max for max_ns); the
+call count is the sum of its buckets, not stored apart, which saves a write per call.
+
+Threads. Every thread that records takes a thread slot once, so each word has one writer and
+a plain read-add-write loses nothing without a lock. A slot returns to a free list when its
+thread ends and is reused (the counts carry on: the reader only sums). When all private
+slots are taken (31 threads recording at once), further threads share the last slot under a
+lock: correct, slower, and only for them.
+
+Torn reads. Words are only ever increased, each by one aligned 8-byte store; entries and slots
+are published by bumping `paths_used` / `slots_used` after they are ready, and the magic is
+written last. A reader therefore sees a slightly stale snapshot, never garbage.
+
+Fork. The child drops the parent's mapping (the parent's file is untouched) and, on its first
+record or registration, creates its own file named by its own pid, starting empty, with the
+same hot paths. Only the process that created a file removes it.
+
+Limits. `hot_path` raises `HotPathLimitError` for a 65th name: names are fixed in code, so
+the error shows at import in the first test run instead of a silent gap in production.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import functools
+import inspect
+import mmap
+import os
+import struct
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any, ParamSpec, TypeVar
+
+from profiler.hotpath.histogram import (
+    HIGHEST_NS,
+    LOWEST_NS,
+    NUM_BUCKETS,
+    SUB_BUCKET_BITS,
+    bucket_index,
+)
+
+MAGIC = b"HOTPATH\x00"
+VERSION = 1
+MAX_PATHS = 64
+MAX_SLOTS = 32
+SHARED_SLOT = MAX_SLOTS - 1
+NAME_BYTES = 112
+HEADER = struct.Struct("<8sIIIIIIqqqQIIII")
+HEADER_SIZE = 128
+ENTRY = struct.Struct("<112sqq")
+ENTRY_SIZE = ENTRY.size
+PATHS_USED_AT = 72
+SLOTS_USED_AT = 76
+U32 = struct.Struct("<I")
+I64 = struct.Struct("<q")
+DATA_OFFSET = 16384
+SLOT_STRIDE = 16384
+FILE_SIZE = DATA_OFFSET + MAX_SLOTS * MAX_PATHS * SLOT_STRIDE
+SUM_WORD, MAX_WORD, BUCKETS_WORD = 0, 1, 2
+
+assert HEADER.size <= HEADER_SIZE and ENTRY_SIZE == 128
+assert HEADER_SIZE + MAX_PATHS * ENTRY_SIZE <= DATA_OFFSET
+assert (BUCKETS_WORD + NUM_BUCKETS) * 8 <= SLOT_STRIDE
+
+_STRIDE_WORDS = SLOT_STRIDE // 8
+_SLOT_WORDS = MAX_PATHS * _STRIDE_WORDS
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class HotPathLimitError(RuntimeError):
+    """More distinct hot-path names than the shared file has room for (`MAX_PATHS`)."""
+
+
+def histogram_file_name(pid: int) -> str:
+    return f"hotpath-{pid}.hist"
+
+
+def histogram_dir() -> Path:
+    """/dev/shm (memory, never written to disk) when there is one, else the temp dir."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def process_start_time(pid: int | str = "self") -> int:
+    """Field 22 of /proc/<pid>/stat: with the pid, it tells a process from a later one that
+    reused its pid. 0 when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _Mapping:
+    """The shared file of one process, mapped; or an anonymous stand-in when it can't be made."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.path: Path | None = None
+        try:
+            if sys.byteorder != "little":
+                raise OSError("the shared layout is little-endian; this machine is not")
+            self.mm = self._create_file()
+        except OSError as exc:
+            # Timing must go on whatever happens to the file: keep the counts in private
+            # memory, where no agent can read them, and say so once.
+            warnings.warn(
+                f"hotpath: no shared histogram file ({exc}); hot paths are timed but unreadable",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.path = None
+            self.mm = mmap.mmap(-1, FILE_SIZE)
+        self.view = memoryview(self.mm)
+        self.words = self.view.cast("q")
+
+    def _create_file(self) -> mmap.mmap:
+        path = histogram_dir() / histogram_file_name(self.pid)
+        # A file by this name is a leftover of a dead process that had our pid: start afresh.
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, FILE_SIZE)
+            mm = mmap.mmap(fd, FILE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        self.path = path
+        header = HEADER.pack(
+            b"\x00" * 8,  # the magic goes in last
+            VERSION,
+            MAX_PATHS,
+            MAX_SLOTS,
+            NUM_BUCKETS,
+            SUB_BUCKET_BITS,
+            ENTRY_SIZE,
+            LOWEST_NS,
+            HIGHEST_NS,
+            self.pid,
+            process_start_time(),
+            DATA_OFFSET,
+            SLOT_STRIDE,
+            0,
+            0,
+        )
+        mm[: len(header)] = header
+        mm[:8] = MAGIC
+        return mm
+
+    def add_path(self, index: int, name: bytes, budget_ns: int) -> None:
+        ENTRY.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE, name, budget_ns, 0)
+        U32.pack_into(self.mm, PATHS_USED_AT, index + 1)
+
+    def set_budget(self, index: int, budget_ns: int) -> None:
+        I64.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE + NAME_BYTES, budget_ns)
+
+    def publish_slots(self, used: int) -> None:
+        U32.pack_into(self.mm, SLOTS_USED_AT, used)
+
+    def slot_base(self, slot: int) -> int:
+        """Word index of the thread slot's block for path 0."""
+        return DATA_OFFSET // 8 + slot * _SLOT_WORDS
+
+    def remove(self) -> None:
+        if self.path is not None and self.pid == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def drop(self) -> None:
+        """Unmap without touching the file (a forked child dropping its parent's mapping)."""
+        try:
+            self.words.release()
+            self.view.release()
+            self.mm.close()
+        except (BufferError, ValueError):
+            pass  # something still holds a view: leave it mapped, it is only address space
+
+
+class _SlotLease:
+    """Held in a thread's locals; gives the slot back when the thread ends."""
+
+    __slots__ = ("free", "slot")
+
+    def __init__(self, free: list[int], slot: int) -> None:
+        self.free, self.slot = free, slot
+
+    def __del__(self) -> None:
+        self.free.append(self.slot)  # atomic under the GIL: no lock in a finalizer
+
+
+class _State:
+    """Everything of one process (replaced in a forked child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # registration and slot hand-out: never per call
+        self.shared_lock = threading.Lock()  # the shared slot, for threads beyond the rest
+        self.mapping: _Mapping | None = None
+        self.free: list[int] = []
+        self.next_slot = 0
+
+    def ensure_mapping(self) -> _Mapping:
+        # Caller holds self.lock.
+        if self.mapping is None:
+            mapping = _Mapping()
+            for hp in _paths:
+                mapping.add_path(hp.index, hp._encoded_name, hp.budget_ns)
+            self.mapping = mapping
+        return self.mapping
+
+
+_state = _State()
+_paths: list[HotPath] = []  # in index order; inherited by a forked child
+_by_name: dict[str, HotPath] = {}
+_thread = threading.local()  # .slot = (words, base word, lock or None); .lease
+_failed = False
+
+
+def _claim_slot() -> tuple[memoryview, int, threading.Lock | None]:
+    """Once per thread (and per process): the thread's slot in the shared file."""
+    state = _state
+    with state.lock:
+        mapping = state.ensure_mapping()
+        if state.free:
+            slot = state.free.pop()
+        elif state.next_slot < SHARED_SLOT:
+            slot = state.next_slot
+            state.next_slot += 1
+            mapping.publish_slots(state.next_slot)
+        else:
+            slot = SHARED_SLOT
+    lock = state.shared_lock if slot == SHARED_SLOT else None
+    entry = (mapping.words, mapping.slot_base(slot), lock)
+    _thread.slot = entry
+    if lock is None:
+        _thread.lease = _SlotLease(state.free, slot)
+    return entry
+
+
+def _record_failed(exc: BaseException) -> None:
+    global _failed
+    if not _failed:
+        _failed = True
+        warnings.warn(f"hotpath: a timing was lost ({exc!r})", RuntimeWarning, stacklevel=3)
+
+
+class HotPath:
+    """A named hot path; use it as a decorator or as a (sync or async) context manager.
+
+    One object per name, reusable anywhere: the start of a `with` block is kept in a context
+    variable, so the same object may be entered from several threads, asyncio tasks or
+    recursive calls at once. (A generator that yields inside the block while the same hot
+    path is entered elsewhere on its thread is the one case that mixes up starts.)
+    """
+
+    __slots__ = ("_encoded_name", "_offset", "_starts", "budget_ms", "budget_ns", "index", "name")
+
+    def __init__(self, name: str, budget_ms: float | None, index: int) -> None:
+        self.name = name
+        self.budget_ms = budget_ms
+        self.budget_ns = 0 if budget_ms is None else round(budget_ms * 1_000_000)
+        self.index = index
+        self._encoded_name = name.encode()
+        self._offset = index * _STRIDE_WORDS
+        # A linked stack of starts, (start_ns, outer), per thread and asyncio task.
+        self._starts: contextvars.ContextVar[tuple[int, Any] | None] = contextvars.ContextVar(
+            f"hotpath.{name}", default=None
+        )
+
+    def record(self, ns: int) -> None:
+        """Count one duration in nanoseconds. Never raises: timing must not break the call."""
+        try:
+            try:
+                words, base, lock = _thread.slot
+            except AttributeError:
+                words, base, lock = _claim_slot()
+            base += self._offset
+            bucket = base + BUCKETS_WORD + bucket_index(ns)
+            if lock is None:
+                words[bucket] += 1
+                words[base] += ns
+                if ns > words[base + 1]:
+                    words[base + 1] = ns
+            else:
+                with lock:
+                    words[bucket] += 1
+                    words[base] += ns
+                    if ns > words[base + 1]:
+                        words[base + 1] = ns
+        except Exception as exc:
+            _record_failed(exc)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"hot_path({self.name!r}) cannot time a generator; "
+                "use `with hot_path(...)` around the loop that consumes it"
+            )
+        if not callable(fn):
+            raise TypeError(f"hot_path({self.name!r}) decorates a function, not {fn!r}")
+        record = self.record
+        clock = perf_counter_ns
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                start = clock()
+                try:
+                    return await fn(*args, **kwargs)  # type: ignore[misc]
+                finally:
+                    record(clock() - start)
+
+            return timed_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                record(clock() - start)
+
+        return timed
+
+    def __enter__(self) -> HotPath:
+        starts = self._starts
+        starts.set((perf_counter_ns(), starts.get()))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        end = perf_counter_ns()
+        starts = self._starts
+        top = starts.get()
+        if top is None:
+            raise RuntimeError(f"hot_path({self.name!r}) exited without being entered")
+        starts.set(top[1])
+        self.record(end - top[0])
+
+    async def __aenter__(self) -> HotPath:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+    def __repr__(self) -> str:
+        budget = "" if self.budget_ms is None else f", budget_ms={self.budget_ms}"
+        return f"hot_path({self.name!r}{budget})"
+
+
+def hot_path(name: str, budget_ms: float | None = None) -> HotPath:
+    """The hot path of this name, registered on first use; a decorator and context manager.
+
+    Calling it again with the same name returns the same object, so `with hot_path(...)` at a
+    call site costs a dict lookup. A name first given without a budget takes the first budget
+    given later; two different budgets for one name are a ValueError.
+    """
+    known = _by_name.get(name)
+    if known is not None and (budget_ms is None or budget_ms == known.budget_ms):
+        return known
+    return _register(name, budget_ms)
+
+
+def _register(name: str, budget_ms: float | None) -> HotPath:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"a hot path needs a non-empty name without NUL, got {name!r}")
+    if len(name.encode()) > NAME_BYTES:
+        raise ValueError(f"hot path name longer than {NAME_BYTES} bytes of UTF-8: {name!r}")
+    if budget_ms is not None and not budget_ms >= 0:
+        raise ValueError(f"budget_ms must be a number >= 0, got {budget_ms!r}")
+    state = _state
+    with state.lock:
+        known = _by_name.get(name)
+        if known is not None:
+            if budget_ms is None or budget_ms == known.budget_ms:
+                return known
+            if known.budget_ms is not None:
+                raise ValueError(
+                    f"hot path {name!r} already has budget_ms={known.budget_ms}, not {budget_ms}"
+                )
+            # Named first without a budget (e.g. a `with` ran before the decorated module was
+            # imported): the budget given now is the budget.
+            known.budget_ms, known.budget_ns = budget_ms, round(budget_ms * 1_000_000)
+            if state.mapping is not None:
+                state.mapping.set_budget(known.index, known.budget_ns)
+            return known
+        if len(_paths) >= MAX_PATHS:
+            raise HotPathLimitError(
+                f"cannot register hot path {name!r}: the limit is {MAX_PATHS} names per "
+                "process (hot-path names must not be built from data, e.g. per symbol)"
+            )
+        hp = HotPath(name, budget_ms, len(_paths))
+        mapping = state.mapping
+        if mapping is not None:
+            mapping.add_path(hp.index, hp._encoded_name, hp.budget_ns)
+        _paths.append(hp)
+        _by_name[name] = hp
+        if mapping is None:
+            state.ensure_mapping()  # the first hot path creates the file
+        return hp
+
+
+def current_file() -> Path | None:
+    """This process's histogram file, if it has made one."""
+    mapping = _state.mapping
+    return mapping.path if mapping is not None and mapping.pid == os.getpid() else None
+
+
+def _after_fork_in_child() -> None:
+    global _state
+    parent = _state
+    _state = _State()
+    # The surviving thread's slot points into the parent's file.
+    _thread.__dict__.clear()
+    if parent.mapping is not None:
+        parent.mapping.drop()
+
+
+def _remove_file_at_exit() -> None:
+    mapping = _state.mapping
+    if mapping is not None:
+        mapping.remove()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_remove_file_at_exit)
