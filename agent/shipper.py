@@ -31,7 +31,7 @@ from profiler.formats.window import Window
 log = logging.getLogger("hotpath.agent")
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0
 
 
 class Rejected(Exception):
@@ -60,6 +60,7 @@ class Shipper:
         self.deferred = 0  # windows that had to wait in the spool for the server
         self.rejected = 0  # windows the server refused for good (kept as *.rejected)
         self._wake = threading.Event()
+        self._close_requested = threading.Event()
         self._closing = False
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="hotpath-shipper", daemon=True)
@@ -76,9 +77,14 @@ class Shipper:
         self._wake.set()
 
     def close(self, timeout_s: float = 15.0) -> int:
-        """Try to send what is spooled for up to `timeout_s`; returns the windows left on disk."""
+        """Try to send what is spooled for up to `timeout_s`; returns the windows left on disk.
+
+        Safe to call more than once."""
+        if self._lock.closed:
+            return len(self.pending()) if self.spool_dir.exists() else 0
         self._deadline = time.monotonic() + timeout_s
         self._closing = True
+        self._close_requested.set()
         self._wake.set()
         self._thread.join(timeout_s + 5)
         self.client.close()
@@ -122,13 +128,13 @@ class Shipper:
                     self.deferred += 1
                 backoff = 0.0
             if backoff:
-                # Wait out the backoff, but not past the closing deadline.
+                # Wait out the whole backoff (new windows only wake the thread when the server
+                # is up), but not past the closing deadline; close() cuts the wait short.
                 pause = min(backoff, max(0.0, self._deadline - time.monotonic()))
                 if self._closing:
                     time.sleep(pause)
                 else:
-                    self._wake.wait(pause)
-                    self._wake.clear()
+                    self._close_requested.wait(pause)
 
     def _send(self, body: bytes) -> bool:
         try:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from profiler.formats import FormatError, collapsed, pyroscope, speedscope
 from profiler.formats import window as wire
@@ -80,7 +81,8 @@ async def ingest_window(request: Request, response: Response) -> IngestResponse:
         raise HTTPException(422, f"invalid window: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"window too large: {exc}") from None
-    result = _store(request).ingest(window)
+    # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
+    result = await run_in_threadpool(_store(request).ingest, window)
     response.status_code = 200 if result.duplicate else 201
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
@@ -128,7 +130,8 @@ async def ingest_pyroscope(
         raise HTTPException(422, f"invalid profile: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"profile too large: {exc}") from None
-    result = _store(request).ingest(window)
+    # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
+    result = await run_in_threadpool(_store(request).ingest, window)
     response.status_code = 200
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
