@@ -89,7 +89,7 @@ def service_page(
             "speedscope_ready": (speedscope_dir / "index.html").is_file(),
             # For timeline.js, which rebuilds the viewer's URL when a range is dragged out.
             "labels": [f"{k}={v}" for k, v in labels.items()],
-            "label_keys": list(dict.fromkeys(["version", "host", "pid", *labels])),
+            "label_keys": request.app.state.store.label_keys(service),
         },
     )
 

@@ -204,6 +204,19 @@ class Store:
                 for name, last, total, count in conn.execute(query)
             ]
 
+    def label_keys(self, service: str) -> list[str]:
+        """The label keys the series of `service` carry, for "lines by" choices."""
+        query = (
+            select(series_labels.c.key)
+            .distinct()
+            .join(series, series.c.id == series_labels.c.series_id)
+            .join(services, services.c.id == series.c.service_id)
+            .where(services.c.name == service)
+            .order_by(series_labels.c.key)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def profile(
         self, service: str, start: datetime, end: datetime, labels: dict[str, str] | None = None
     ) -> Profile:
