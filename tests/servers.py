@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,3 +74,40 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def attach_agent(
+    pid: int,
+    server: str,
+    service: str,
+    *extra: str,
+    spool_dir: Path | None = None,
+    **popen: object,
+) -> subprocess.Popen[str]:
+    """The real `hotpath agent attach` on `pid`, its stderr piped (the summary is there).
+
+    Each agent gets a spool folder of its own unless one is given.
+    """
+    spool = spool_dir or Path(tempfile.mkdtemp(prefix="hotpath-spool-"))
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "agent",
+            "attach",
+            "--pid",
+            str(pid),
+            "--server",
+            server,
+            "--service",
+            service,
+            "--spool-dir",
+            str(spool),
+            *extra,
+        ],
+        cwd=REPO,
+        text=True,
+        **popen,
+    )

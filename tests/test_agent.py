@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from profiler.formats import collapsed
 from profiler.model import function_stats
-from tests.servers import REPO, free_port, start_server, stop_process
+from tests.servers import REPO, attach_agent, free_port, start_server, stop_process
 
 ARTIFACTS = REPO / "artifacts"
 
@@ -70,30 +69,8 @@ def spawn_target(tmp_path: Path, seconds: float) -> tuple[subprocess.Popen[bytes
     return process, truth
 
 
-def run_agent(pid: int, server: str, *extra: str, **popen) -> subprocess.Popen[str]:
-    spool = [] if "--spool-dir" in extra else ["--spool-dir", tempfile.mkdtemp(prefix="spool-")]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "agent",
-            "attach",
-            "--pid",
-            str(pid),
-            "--server",
-            server,
-            "--service",
-            "acc",
-            *spool,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        **popen,
-    )
+def run_agent(pid: int, server: str, *extra: str, spool_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    return attach_agent(pid, server, "acc", *extra, spool_dir=spool_dir, stdout=subprocess.PIPE)
 
 
 def fetch(server: str, service: str = "acc", **params: str) -> httpx.Response:
@@ -181,7 +158,7 @@ def test_windows_spool_while_the_server_is_away_and_replay_in_order(tmp_path) ->
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     target, _ = spawn_target(tmp_path, seconds=60)
-    agent = run_agent(target.pid, url, "--window", "1", "--spool-dir", str(tmp_path / "spool"))
+    agent = run_agent(target.pid, url, "--window", "1", spool_dir=tmp_path / "spool")
     server = None
     try:
         time.sleep(3.5)  # a few windows find no server

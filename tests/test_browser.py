@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import REPO, stop_process
+from tests.servers import REPO, attach_agent, stop_process
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -43,27 +43,8 @@ def browser() -> Iterator[object]:
 def profiled_trader(sqlite_server, tmp_path) -> Iterator[str]:
     """The demo trader sampled by the real agent for a few seconds; yields the server URL."""
     trader = subprocess.Popen([sys.executable, "-m", "agent.demo_trader"], cwd=REPO)
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "agent",
-            "attach",
-            "--pid",
-            str(trader.pid),
-            "--service",
-            "demo-trader",
-            "--server",
-            sqlite_server.url,
-            "--window",
-            "1",
-            "--spool-dir",
-            str(tmp_path / "spool"),
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
+    agent = attach_agent(
+        trader.pid, sqlite_server.url, "demo-trader", "--window", "1", spool_dir=tmp_path / "spool"
     )
     try:
         time.sleep(4)

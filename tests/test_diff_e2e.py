@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.servers import REPO, stop_process
+from tests.servers import REPO, attach_agent, stop_process
 
 TARGET = textwrap.dedent("""
     import sys, time
@@ -62,30 +62,16 @@ def profile_run(server: str, tmp_path, slow: float, labels: list[str], seconds: 
     target = subprocess.Popen([sys.executable, str(script), str(slow), str(seconds)])
     time.sleep(0.3)
     label_args = [arg for label in labels for arg in ("--label", label)]
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "agent",
-            "attach",
-            "--pid",
-            str(target.pid),
-            "--service",
-            "orders",
-            "--server",
-            server,
-            "--window",
-            "2",
-            "--rate",
-            "250",
-            "--spool-dir",
-            str(tmp_path / "spool"),
-            *label_args,
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
+    agent = attach_agent(
+        target.pid,
+        server,
+        "orders",
+        "--window",
+        "2",
+        "--rate",
+        "250",
+        *label_args,
+        spool_dir=tmp_path / "spool",
     )
     return target, agent
 
