@@ -120,6 +120,10 @@ class Histogram:
             if ns > self.max:
                 self.max = ns
 
+    def copy(self) -> Histogram:
+        """An independent snapshot (e.g. the agent's `before` for the next window's delta)."""
+        return Histogram(self.counts.copy(), self.sum, self.max)
+
     @property
     def count(self) -> int:
         return int(self.counts.sum())

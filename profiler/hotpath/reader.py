@@ -12,8 +12,10 @@ the wrong process (pid reused, another namespace) fails the check. Either way th
 The layout is documented in `profiler.hotpath.recorder`. The writer only ever increases
 aligned 8-byte words with single stores and publishes entries and thread slots by bumping
 `paths_used` / `slots_used` after them; this side reads the words through a read-only mapping
-with numpy's element-wise loads (never a byte-wise copy that could tear a word), so a read
-is a slightly stale snapshot, never garbage.
+with numpy ufuncs, i.e. aligned 8-byte loads, which do not tear on x86-64 or arm64 (unlike a
+`read()` into a buffer, which the kernel may copy byte by byte). A read is therefore a
+slightly stale snapshot, never garbage: the counts, sum and max of one path may be a few
+calls apart, each of them right.
 
 The agent calls `read(pid)` once per window and ships `now.delta(before)` per hot path.
 """
@@ -24,6 +26,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from profiler.hotpath.histogram import (
     HIGHEST_NS,
@@ -44,6 +47,9 @@ from profiler.hotpath.recorder import (
     histogram_file_name,
     process_start_time,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class UnsupportedHistogramFile(ValueError):
@@ -160,7 +166,7 @@ def _read_mapped(mm: mmap.mmap, expected_pid: int, start_time: int) -> dict[str,
         return {}
     needed = data_offset + max_slots * max_paths * stride
     if len(mm) < needed or entry_size != ENTRY.size or stride % 8:
-        raise UnsupportedHistogramFile("histogram file is smaller than its header says")
+        raise UnsupportedHistogramFile("histogram file header does not match its size")
 
     entries = [ENTRY.unpack_from(mm, HEADER_SIZE + i * entry_size) for i in range(paths_used)]
     sums, maxes, counts = _sum_slots(
@@ -181,7 +187,8 @@ def _sum_slots(
     max_paths: int,
     slots: list[int],
     paths_used: int,
-) -> tuple[object, object, object]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum, max and bucket counts per path over the given thread slots."""
     import numpy as np
 
     sums = np.zeros(paths_used, dtype=np.int64)
