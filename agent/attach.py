@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.hotpaths import HotPathTracker
 from agent.shipper import Shipper
 from profiler.adapters.pyspy import WindowedSampler
 from profiler.formats import collapsed
@@ -51,6 +52,7 @@ def attach(options: AttachOptions) -> AttachSummary:
     labels = {**default_labels(options.pid), **options.labels}
     sampler = WindowedSampler(options.pid, rate_hz=options.rate_hz, window_s=options.window_s)
     shipper = Shipper(options.server, options.spool_dir / options.service)
+    hot_paths = HotPathTracker(options.pid)
     summary = AttachSummary()
 
     def stop(signum: int, _frame: object) -> None:
@@ -61,9 +63,10 @@ def attach(options: AttachOptions) -> AttachSummary:
     try:
         for sampled in sampler.windows():
             profile = collapsed.loads(sampled.collapsed)
+            calls = hot_paths.window()
             summary.windows += 1
             summary.samples += profile.total
-            if not profile.total:
+            if not profile.total and not calls:
                 continue  # an idle window: nothing to store
             window = wire.from_profile(
                 profile,
@@ -73,6 +76,7 @@ def attach(options: AttachOptions) -> AttachSummary:
                 end=sampled.end,
                 sample_rate_hz=options.rate_hz,
                 labels=labels,
+                hot_paths=calls,
             )
             shipper.submit(window)
     finally:

@@ -257,6 +257,41 @@ def diff(
 
 
 @cli.command()
+@click.option("--service", required=True)
+@click.option("--from", "start", default="-1h", show_default=True)
+@click.option("--until", default="now", show_default=True)
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="KEY=VALUE")
+@click.option("--json", "as_json", is_flag=True, help="Print the hot paths as JSON.")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+def paths(
+    service: str, start: str, until: str, labels: dict[str, str], as_json: bool, server: str
+) -> None:
+    """Latency of each hot path (p50 ... max) against its budget over a time range."""
+    from agent.paths_report import print_paths
+
+    try:
+        begin, end = parse_range(start, until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    params = [
+        ("service", service),
+        ("from", begin.isoformat()),
+        ("until", end.isoformat()),
+        *(("label", f"{k}={v}") for k, v in labels.items()),
+    ]
+    try:
+        response = httpx.get(server.rstrip("/") + "/api/v1/hotpaths", params=params, timeout=60)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(_server_error(response))
+    if as_json:
+        click.echo(json.dumps(response.json(), indent=2))
+    else:
+        print_paths(service, begin, end, response.json())
+
+
+@cli.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=Path("data/demo"), show_default=True

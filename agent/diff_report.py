@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,7 +57,8 @@ def fetch_diff(server: str, params: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any], limit: int) -> None:
-    console = Console()
+    # Piped output (CI logs, files) gets room for whole names rather than 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     base, head = result["base"], result["head"]
     console.print(f"[bold]{result['service']}[/]: base {_side(base)}  vs  head {_side(head)}")
     table = Table(show_lines=False)
@@ -69,7 +71,7 @@ def print_table(result: dict[str, Any], limit: int) -> None:
         ("p-value", "right"),
         ("", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     rows = [f for f in result["functions"] if f["change_pp"] > 0][:limit]
     for f in rows:
         style = "bold red" if f["flagged"] else None

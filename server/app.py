@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from server import api, compare_api, pages
+from server import api, compare_api, hotpath_api, pages
 from server.database import make_engine, upgrade
 from server.maintenance import Maintenance
 from server.settings import Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error, _database_unavailable)
     app.include_router(api.router)
     app.include_router(compare_api.router)
+    app.include_router(hotpath_api.router)
     app.include_router(pages.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static"

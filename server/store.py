@@ -13,17 +13,20 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from profiler.formats import window as wire
+from profiler.hotpath.histogram import NUM_BUCKETS, Histogram
 from profiler.model import Profile, Unit
 from server import pairs as pairs_codec
 from server.database import read_snapshot, write_transaction
 from server.interning import LRU, Interner, Learned
 from server.tables import (
+    hot_path_calls,
     rollup_progress,
     series,
     series_labels,
@@ -116,6 +119,14 @@ class Store:
                         "pairs": pairs_codec.encode(pairs),
                     },
                 ).scalar_one()
+                if window.hot_paths:
+                    conn.execute(
+                        insert(hot_path_calls),
+                        [
+                            _hot_path_row(h, window_id, service_id, series_id, start_us)
+                            for h in window.hot_paths
+                        ],
+                    )
                 conn.execute(
                     update(series)
                     .where(series.c.id == series_id)
@@ -203,6 +214,46 @@ class Store:
                 ServiceSummary(name, from_us(last), int(total), int(count))
                 for name, last, total, count in conn.execute(query)
             ]
+
+    def hot_path_histograms(
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, tuple[int | None, Histogram]]:
+        """Per hot path: its budget (the latest one shipped) and the merged histogram of the
+        calls in windows that start in [start, end)."""
+        query = select(
+            hot_path_calls.c.name,
+            hot_path_calls.c.budget_ns,
+            hot_path_calls.c.sum_ns,
+            hot_path_calls.c.max_ns,
+            hot_path_calls.c.buckets,
+        ).order_by(hot_path_calls.c.start_us)
+        merged: dict[str, tuple[int | None, Histogram]] = {}
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            query = query.where(
+                hot_path_calls.c.service_id == service_id,
+                hot_path_calls.c.start_us >= to_us(start),
+                hot_path_calls.c.start_us < to_us(end),
+            )
+            if labels:
+                query = query.where(
+                    hot_path_calls.c.series_id.in_(_matching_series(conn, service_id, labels))
+                )
+            for name, budget, sum_ns, max_ns, blob in conn.execute(query):
+                buckets = pairs_codec.decode(blob)
+                counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
+                counts[buckets.ids.astype(np.int64)] = buckets.counts.astype(np.int64)
+                calls = Histogram(counts, sum_ns, max_ns)
+                previous = merged.get(name)
+                if previous is not None:
+                    calls = previous[1].merge(calls)
+                    budget = budget if budget is not None else previous[0]
+                merged[name] = (budget, calls)
+        return merged
 
     def label_keys(self, service: str) -> list[str]:
         """The label keys the series of `service` carry, for "lines by" choices."""
@@ -365,6 +416,27 @@ class Store:
             ).all()
         )
         return Availability(oldest, {3600: built.get(3600, 0), 86400: built.get(86400, 0)})
+
+
+def _hot_path_row(
+    hot_path: wire.HotPathWindow, window_id: int, service_id: int, series_id: int, start_us: int
+) -> dict[str, object]:
+    calls = Histogram.from_wire(hot_path.histogram)
+    nonzero = np.flatnonzero(calls.counts)
+    return {
+        "window_id": window_id,
+        "service_id": service_id,
+        "series_id": series_id,
+        "name": hot_path.name,
+        "start_us": start_us,
+        "budget_ns": hot_path.budget_ns,
+        "count": calls.count,
+        "sum_ns": calls.sum,
+        "max_ns": calls.max,
+        "buckets": pairs_codec.encode(
+            pairs_codec.Pairs(nonzero.astype(np.uint64), calls.counts[nonzero].astype(np.uint64))
+        ),
+    }
 
 
 def _window_exists(conn: Connection, key: str) -> bool:

@@ -112,6 +112,25 @@ def _rollup_table(name: str, owner: str, owner_type: Integer | BigInteger, targe
 service_rollups = _rollup_table("service_rollups", "service_id", Integer, "services.id")
 series_rollups = _rollup_table("series_rollups", "series_id", Id, "series.id")
 
+# The calls of each hot path in each window: a latency histogram delta (sparse buckets as
+# pairs, see server.pairs) with its exact count, sum and max.
+hot_path_calls = Table(
+    "hot_path_calls",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("window_id", Id, ForeignKey("windows.id", ondelete="CASCADE"), nullable=False),
+    Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
+    Column("series_id", Id, ForeignKey("series.id"), nullable=False),
+    Column("name", String(112), nullable=False),
+    Column("start_us", BigInteger, nullable=False),
+    Column("budget_ns", BigInteger, nullable=True),
+    Column("count", BigInteger, nullable=False),
+    Column("sum_ns", BigInteger, nullable=False),
+    Column("max_ns", BigInteger, nullable=False),
+    Column("buckets", LargeBinary, nullable=False),
+    Index("ix_hot_path_calls_service_start", "service_id", "start_us"),
+)
+
 # How far hour and day rollups are complete: built from minute (hour) rollups once the
 # period has closed. Minute rollups are kept up to date as windows arrive.
 rollup_progress = Table(

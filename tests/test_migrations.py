@@ -17,7 +17,7 @@ def test_migrations_match_the_tables_and_rerun_safely(db_url: str) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     assert {"frames", "stacks", "series", "windows", "service_rollups"} <= set(
         inspect(engine).get_table_names()
     )

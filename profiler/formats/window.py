@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from profiler.hotpath.histogram import Histogram
 from profiler.model import Frame, Profile, Unit
 
 FORMAT_ID = "hotpath.window/1"
@@ -30,6 +31,7 @@ class WindowLimits:
     max_labels: int = 32
     max_label_value_chars: int = 256
     max_samples_per_stack: int = 10**9
+    max_hot_paths: int = 64
 
 
 class LimitExceeded(ValueError):
@@ -42,6 +44,22 @@ class LimitExceeded(ValueError):
 
 
 WireFrame = tuple[str, str, Annotated[int, Field(ge=0)]]
+
+
+class HotPathWindow(BaseModel):
+    """The calls of one hot path during the window: a histogram delta (`Histogram.to_wire`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=112)]
+    budget_ns: Annotated[int, Field(ge=0)] | None = None
+    histogram: dict[str, Any]
+
+    @field_validator("histogram")
+    @classmethod
+    def _valid_histogram(cls, value: dict[str, Any]) -> dict[str, Any]:
+        Histogram.from_wire(value)  # raises ValueError, which pydantic reports as a 422
+        return value
 
 
 class Window(BaseModel):
@@ -58,6 +76,7 @@ class Window(BaseModel):
     frames: list[WireFrame]
     stacks: list[list[Annotated[int, Field(ge=0)]]]
     counts: list[Annotated[int, Field(ge=1)]]
+    hot_paths: list[HotPathWindow] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> Window:
@@ -82,6 +101,7 @@ def check_limits(window: Window, limits: WindowLimits) -> None:
     over("max_stacks (distinct stacks per window)", len(window.stacks), limits.max_stacks)
     over("max_frames (distinct frames per window)", len(window.frames), limits.max_frames)
     over("max_labels (labels per window)", len(window.labels), limits.max_labels)
+    over("max_hot_paths (hot paths per window)", len(window.hot_paths), limits.max_hot_paths)
     for key, value in window.labels.items():
         over("max_label_value_chars", len(value), limits.max_label_value_chars, f"label {key}")
     for i, (name, file, _line) in enumerate(window.frames):
@@ -103,6 +123,7 @@ def from_profile(
     end: datetime,
     sample_rate_hz: float,
     labels: dict[str, str],
+    hot_paths: list[HotPathWindow] | None = None,
 ) -> Window:
     frames = profile.frames
     index = {frame: i for i, frame in enumerate(frames)}
@@ -118,6 +139,7 @@ def from_profile(
         frames=[(f.name, f.file, f.line) for f in frames],
         stacks=[[index[f] for f in stack] for stack, _ in pairs],
         counts=[count for _, count in pairs],
+        hot_paths=hot_paths or [],
     )
 
 

@@ -1,0 +1,48 @@
+"""Reading a target's hot-path histograms each window and turning them into per-window deltas.
+
+The target's histograms count every call since it started; the server wants the calls of each
+window, so the agent keeps the previous snapshot per hot path and ships the difference. The
+first snapshot, taken when the agent attaches, is the baseline: calls made before the agent
+came are not charged to its first window.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from profiler.formats.window import HotPathWindow
+from profiler.hotpath import reader
+from profiler.hotpath.histogram import Histogram
+
+log = logging.getLogger("hotpath.agent")
+
+
+class HotPathTracker:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._before: dict[str, Histogram] = {
+            name: snap.histogram for name, snap in self._read().items()
+        }
+
+    def window(self) -> list[HotPathWindow]:
+        """The calls of each hot path since the previous call (empty for a process without)."""
+        out = []
+        for name, snap in self._read().items():
+            before = self._before.get(name)
+            try:
+                calls = snap.histogram.delta(before) if before is not None else snap.histogram
+            except ValueError:  # counts went down: the process restarted its histograms
+                calls = snap.histogram
+            self._before[name] = snap.histogram
+            if calls.count:
+                out.append(
+                    HotPathWindow(name=name, budget_ns=snap.budget_ns, histogram=calls.to_wire())
+                )
+        return out
+
+    def _read(self) -> dict[str, reader.HotPathSnapshot]:
+        try:
+            return reader.read(self.pid)
+        except (reader.UnsupportedHistogramFile, OSError) as exc:
+            log.warning("cannot read the hot-path histograms of pid %s: %s", self.pid, exc)
+            return {}

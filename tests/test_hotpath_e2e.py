@@ -1,0 +1,105 @@
+"""A real process with a decorated hot path of known latency, the real agent, a real server:
+the p50/p99 the server reports match the durations measured inside the process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tests.servers import REPO, attach_agent, stop_process
+
+TARGET = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {repo!r})
+    from profiler.hotpath import hot_path
+
+    # 80% of orders take 2 ms, 15% 10 ms, 5% 40 ms: p50 2 ms, p99 40 ms, budget 30 ms.
+    PATTERN = [2] * 16 + [10] * 3 + [40]
+
+    def busy(ms):
+        end = time.perf_counter_ns() + int(ms * 1e6)
+        while time.perf_counter_ns() < end:
+            pass
+
+    @hot_path("order_execution", budget_ms=30)
+    def execute_order(ms):
+        busy(ms)
+
+    def main(seconds, truth_path):
+        durations = []
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter_ns()
+            execute_order(PATTERN[i % len(PATTERN)])
+            durations.append(time.perf_counter_ns() - t0)
+            i += 1
+        with open(truth_path, "w") as f:
+            json.dump(durations, f)
+
+    main(float(sys.argv[1]), sys.argv[2])
+""")
+
+
+def hotpath(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *argv], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+def test_server_quantiles_match_the_truth_measured_in_the_process(sqlite_server, tmp_path) -> None:
+    script, truth_path = tmp_path / "trader.py", tmp_path / "truth.json"
+    script.write_text(TARGET.format(repo=str(REPO)))
+    target = subprocess.Popen([sys.executable, str(script), "14", str(truth_path)])
+    time.sleep(0.5)
+    agent = attach_agent(
+        target.pid, sqlite_server.url, "trader", "--window", "2", spool_dir=tmp_path / "spool"
+    )
+    try:
+        target.wait(60)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(target)
+        stop_process(agent)
+    result = hotpath("paths", "--server", sqlite_server.url, "--service", "trader", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    truth = np.array(json.loads(truth_path.read_text())) / 1e6
+    assert row["name"] == "order_execution" and row["budget_ms"] == 30
+    assert 0.5 * len(truth) < row["count"] <= len(truth)  # calls after the agent attached
+    for key, q in (("p50_ms", 0.50), ("p99_ms", 0.99)):
+        expected = float(np.quantile(truth, q))
+        assert row[key] == pytest.approx(expected, rel=0.05), (key, row, expected)
+    assert row["max_ms"] <= truth.max() + 0.01
+    assert row["over_budget_share"] == pytest.approx(float((truth > 30).mean()), abs=0.02)
+    table = hotpath("paths", "--server", sqlite_server.url, "--service", "trader")
+    assert "order_execution" in table.stdout and table.returncode == 0
+
+
+def test_a_process_without_hot_paths_ships_stacks_only(sqlite_server, tmp_path) -> None:
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: sum(i * i for i in range(10_000))"]
+    )
+    time.sleep(0.5)
+    agent = attach_agent(
+        target.pid, sqlite_server.url, "plain", "--window", "1", spool_dir=tmp_path / "spool"
+    )
+    try:
+        time.sleep(3)
+        stop_process(target)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(target)
+        stop_process(agent)
+    paths = hotpath("paths", "--server", sqlite_server.url, "--service", "plain", "--json")
+    assert paths.returncode == 0 and json.loads(paths.stdout) == []
+    export = hotpath("export", "--server", sqlite_server.url, "--service", "plain")
+    assert export.returncode == 0 and "<genexpr>" in export.stdout
