@@ -48,10 +48,15 @@ class Shipper:
         timeout_s: float = 10.0,
     ) -> None:
         self.url = server.rstrip("/") + "/api/v1/windows"
-        self.spool_dir = spool_dir / f"agent-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.spool_dir.mkdir(parents=True)
-        self._lock = (self.spool_dir / ".lock").open("w")
+        # The folder is locked before it gets the name other agents look for, so no agent
+        # starting at the same moment can take it for an orphan.
+        name = f"agent-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        staging = spool_dir / f".{name}"
+        staging.mkdir()
+        self._lock = (staging / ".lock").open("w")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.spool_dir = staging.rename(spool_dir / name)
         self.adopted = _adopt_orphans(spool_dir, self.spool_dir)
         self.backoff_s = backoff_s
         self.client = httpx.Client(timeout=timeout_s)

@@ -4,6 +4,7 @@ that function first and nothing else, round after round; a steady process flags 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,9 @@ def finish(target, agent) -> None:  # type: ignore[no-untyped-def]
         target.wait(120)
         _, err = agent.communicate(timeout=60)
         assert agent.returncode == 0, err
+        # Diagnosable failures: an agent that sampled nothing says so here, not as a 422 later.
+        samples = re.search(r"(\d+) samples, (\d+) shipped", err)
+        assert samples and int(samples[1]) > 100 and int(samples[2]) > 0, err
     finally:
         stop_process(target)
         stop_process(agent)

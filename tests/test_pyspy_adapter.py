@@ -190,7 +190,7 @@ def test_boundaries_have_no_gap_and_no_overlap(spawn: Spawn) -> None:
     # sample before a boundary and the first after it are ~2 ms apart when nothing is lost. A
     # recorder stopped before its successor samples leaves 10-40 ms (py-spy's start-up) empty;
     # one stopped too late shares samples with its successor.
-    slack = 0.015
+    slack = 0.025  # a 30 ms late hand-over (a real bug) still fails
     target = spawn("stamped")
     sampler = WindowedSampler(target.pid, rate_hz=1000, window_s=0.5)
     windows: list[SampledWindow] = []
