@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # A flame-graph query allocates 100k+ objects; with the default thresholds a full
+        # collection ran every dozen queries and made the p95 (measured: 163 ms vs 73 ms for
+        # a 24 h query). Objects alive at start-up are frozen out of collections for good.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         maintenance.start()
         yield
         maintenance.stop()

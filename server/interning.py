@@ -1,8 +1,9 @@
 """Interning frames and stacks: content digest -> id, the same stack stored once for all windows.
 
-Ids are cached in bounded LRU maps so that a steady service (the same few thousand stacks every
-window) costs no database round trip per stack. Cache entries learned inside a transaction are
-published only after it commits: an id from a rolled-back insert must never be reused.
+Ids are cached in bounded maps keyed by content, so that a steady service (the same few
+thousand stacks every window) costs no digest and no database round trip per stack. Cache
+entries learned inside a transaction are published only after it commits: an id from a
+rolled-back insert must never be reused.
 Rows are inserted with ON CONFLICT DO NOTHING in digest order, so concurrent servers on one
 PostgreSQL neither fail nor deadlock on the same new stack.
 """
@@ -10,8 +11,6 @@ PostgreSQL neither fail nor deadlock on the same new stack.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -32,38 +31,46 @@ _CHUNK = 2_000  # keeps IN (...) lists under every backend's parameter limit
 
 
 class LRU(Generic[K, V]):
-    """A bounded map that forgets the least recently used entry; safe across threads."""
+    """A bounded map that keeps what was used recently: two generations of dicts.
+
+    Lookups take no lock and do not reorder anything (a dict read is atomic under the GIL):
+    a hit in the old generation is copied to the young one, and when the young one is full it
+    becomes the old one. Memory is bounded by `max_size` entries in all.
+    """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
+        self._young: dict[K, V] = {}
+        self._old: dict[K, V] = {}
 
     def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._data.get(key)
+        value = self._young.get(key)
+        if value is None:
+            value = self._old.get(key)
             if value is not None:
-                self._data.move_to_end(key)
-            return value
+                self._put(key, value)
+        return value
 
     def put_many(self, items: Iterable[tuple[K, V]]) -> None:
-        with self._lock:
-            for key, value in items:
-                self._data[key] = value
-                self._data.move_to_end(key)
-            while len(self._data) > self.max_size:
-                self._data.popitem(last=False)
+        for key, value in items:
+            self._put(key, value)
+
+    def _put(self, key: K, value: V) -> None:
+        young = self._young
+        young[key] = value
+        if len(young) >= self.max_size // 2:
+            self._old, self._young = young, {}
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._young) + len(self._old)
 
 
 @dataclass
 class Learned:
     """Ids learned in an open transaction, to publish once it commits."""
 
-    frames: dict[bytes, int] = field(default_factory=dict)
-    stacks: dict[bytes, int] = field(default_factory=dict)
+    frames: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    stacks: dict[tuple[int, ...], int] = field(default_factory=dict)
 
 
 def frame_digest(name: str, file: str, line: int) -> bytes:
@@ -72,8 +79,9 @@ def frame_digest(name: str, file: str, line: int) -> bytes:
 
 class Interner:
     def __init__(self, max_frames: int = 1_000_000, max_stacks: int = 1_000_000) -> None:
-        self.frame_ids: LRU[bytes, int] = LRU(max_frames)
-        self.stack_ids: LRU[bytes, int] = LRU(max_stacks)
+        # Keyed by content, so a cached frame or stack costs no digest at all.
+        self.frame_ids: LRU[tuple[str, str, int], int] = LRU(max_frames)
+        self.stack_ids: LRU[tuple[int, ...], int] = LRU(max_stacks)
         self.stacks_by_id: LRU[int, Stack] = LRU(max_stacks)
 
     def intern(
@@ -84,29 +92,24 @@ class Interner:
         learned: Learned,
     ) -> list[int]:
         """Stack ids for `stacks` (lists of indexes into `frames`), inserting what is new."""
-        frame_digests = [frame_digest(*f) for f in frames]
         frame_ids = self._ids(
             conn,
             frames_table,
-            frame_digests,
+            [tuple(f) for f in frames],
             self.frame_ids,
             learned.frames,
-            lambda i, d: {
-                "digest": d,
-                "name": frames[i][0],
-                "file": frames[i][1],
-                "line": frames[i][2],
-            },
+            lambda f: frame_digest(*f),
+            lambda f, d: {"digest": d, "name": f[0], "file": f[1], "line": f[2]},
         )
-        stack_blobs = [_stack_blob([frame_ids[i] for i in stack]) for stack in stacks]
-        stack_digests = [hashlib.blake2b(b, digest_size=16).digest() for b in stack_blobs]
+        stack_keys = [tuple(frame_ids[i] for i in stack) for stack in stacks]
         return self._ids(
             conn,
             stacks_table,
-            stack_digests,
+            stack_keys,
             self.stack_ids,
             learned.stacks,
-            lambda i, d: {"digest": d, "frame_ids": stack_blobs[i]},
+            lambda k: hashlib.blake2b(_stack_blob(k), digest_size=16).digest(),
+            lambda k, d: {"digest": d, "frame_ids": _stack_blob(k)},
         )
 
     def publish(self, learned: Learned) -> None:
@@ -149,21 +152,25 @@ class Interner:
 
     @staticmethod
     def _ids(
-        conn,
+        conn: Connection,
         table: Table,
-        digests: list[bytes],
-        cache: LRU[bytes, int],  # type: ignore[no-untyped-def]
-        learned: dict[bytes, int],
+        keys: list,
+        cache: LRU,
+        learned: dict,  # type: ignore[type-arg]
+        digest_of,
         row,
-    ) -> list[int]:
-        ids: dict[bytes, int] = {}
-        missing: dict[bytes, int] = {}  # digest -> index of its first occurrence
-        for i, digest in enumerate(digests):
-            known = learned.get(digest) or cache.get(digest)
+    ) -> list[int]:  # type: ignore[no-untyped-def]
+        """The id of each key (cache, then this transaction, then the database)."""
+        ids: dict = {}  # type: ignore[type-arg]
+        missing: dict[bytes, object] = {}  # digest -> key, computed for misses only
+        for key in keys:
+            if key in ids:
+                continue
+            known = cache.get(key) or learned.get(key)
             if known is not None:
-                ids[digest] = known
+                ids[key] = known
             else:
-                missing.setdefault(digest, i)
+                missing[digest_of(key)] = key
         if missing:
             ordered = sorted(missing)  # one lock order for every server: no deadlocks
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -176,12 +183,12 @@ class Interner:
                     select(table.c.digest, table.c.id).where(table.c.digest.in_(chunk))
                 )
                 for digest, row_id in rows:
-                    ids[bytes(digest)] = row_id
-                    learned[bytes(digest)] = row_id
-        return [ids[d] for d in digests]
+                    key = missing[bytes(digest)]
+                    ids[key] = learned[key] = row_id
+        return [ids[k] for k in keys]
 
 
-def _stack_blob(frame_ids: list[int]) -> bytes:
+def _stack_blob(frame_ids: Sequence[int]) -> bytes:
     """Frame ids, root first: one byte of width (4 or 8), then little-endian unsigned ints."""
     width = 4 if max(frame_ids, default=0) < 2**32 else 8
     return bytes([width]) + np.asarray(frame_ids, dtype=f"<u{width}").tobytes()
