@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
-from profiler.analysis.diff import compare
+from profiler.analysis.diff import compare, estimate_dispersion
 from profiler.analysis.difftree import diff_tree
 from profiler.labels import parse_labels
 from profiler.model import Profile
@@ -50,6 +50,7 @@ class DiffOut(BaseModel):
     head: Side
     alpha: float
     min_change_pp: float
+    dispersion: float  # window-to-window variability beyond sampling noise (1 = none)
     functions: list[FunctionChangeOut]
 
 
@@ -112,8 +113,24 @@ def diff(
     base = selection(base_from, base_until, base_label)
     head = selection(head_from, head_until, head_label)
     base_profile, head_profile = _profiles(request, service, base, head)
+    store: Store = request.app.state.store
+    # Each side's own window-to-window variability; a difference between the sides must
+    # stand out from it to be flagged.
+    dispersion = (
+        sum(
+            estimate_dispersion(store.window_profiles(service, side.start, side.end, side.labels))
+            for side in (base, head)
+        )
+        / 2
+    )
     try:
-        result = compare(base_profile, head_profile, alpha=alpha, min_change_pp=min_change_pp)
+        result = compare(
+            base_profile,
+            head_profile,
+            alpha=alpha,
+            min_change_pp=min_change_pp,
+            dispersion=dispersion,
+        )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return DiffOut(
@@ -126,6 +143,7 @@ def diff(
         ),
         alpha=alpha,
         min_change_pp=min_change_pp,
+        dispersion=dispersion,
         functions=[FunctionChangeOut(**f.as_dict()) for f in result.functions],
     )
 

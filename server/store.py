@@ -255,6 +255,44 @@ class Store:
                 merged[name] = (budget, calls)
         return merged
 
+    def window_profiles(
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        labels: dict[str, str] | None = None,
+        limit: int = 120,
+    ) -> list[Profile]:
+        """Up to `limit` raw windows starting in [start, end), evenly spread, each as its own
+        profile (for the window-to-window variability of a comparison). Windows past raw
+        retention are gone: then fewer, or none."""
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            query = (
+                select(windows.c.pairs)
+                .where(
+                    windows.c.start_us >= to_us(start),
+                    windows.c.start_us < to_us(end),
+                    windows.c.series_id.in_(_matching_series(conn, service_id, labels))
+                    if labels
+                    else windows.c.service_id == service_id,
+                )
+                .order_by(windows.c.start_us)
+            )
+            blobs = list(conn.execute(query).scalars())
+            step = max(1, len(blobs) // limit)
+            parts = [pairs_codec.decode(blob) for blob in blobs[::step][:limit]]
+            stacks = self.interner.resolve(
+                conn, sorted({int(i) for part in parts for i in part.ids.tolist()})
+            )
+        profiles = []
+        for part in parts:
+            profile = Profile()
+            for stack_id, count in zip(part.ids.tolist(), part.counts.tolist(), strict=True):
+                profile.samples[stacks[stack_id]] += count
+            profiles.append(profile)
+        return profiles
+
     def label_keys(self, service: str) -> list[str]:
         """The label keys the series of `service` carry, for "lines by" choices."""
         query = (

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from profiler.analysis.diff import compare
+from profiler.analysis.diff import compare, estimate_dispersion
 from profiler.analysis.difftree import diff_tree
 from profiler.formats import collapsed
 from profiler.model import Profile
@@ -109,3 +109,22 @@ def test_inner_functions_count_as_their_outer_functions_self_time() -> None:
     assert [f.function for f in result.flagged] == ["price"]
     assert "price.<locals>.<genexpr>" not in {f.function for f in result.functions}
     assert result.functions[0].base_share == pytest.approx(0.3)
+
+
+def test_dispersion_is_about_one_for_sampling_noise_and_larger_for_a_drifting_process() -> None:
+    steady = [sampled(SPLIT, 1000, seed) for seed in range(20)]
+    assert estimate_dispersion(steady) < 1.6
+    rng = random.Random(5)  # every function's speed wanders from window to window
+    drifting = [
+        sampled({s: w * rng.uniform(0.6, 1.4) for s, w in SPLIT.items()}, 1000, seed)
+        for seed in range(20)
+    ]
+    assert estimate_dispersion(drifting) > 3
+    assert estimate_dispersion(steady[:1]) == 1.0
+
+
+def test_a_drifting_process_needs_a_larger_change_to_be_flagged() -> None:
+    base = sampled(SPLIT, 6000, 1)
+    head = sampled(slower(SPLIT, "main;handle;route", 1.15), 6000, 2)
+    assert [f.function for f in compare(base, head).flagged] == ["route"]
+    assert compare(base, head, dispersion=8.0).flagged == []

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binom, false_discovery_control
+from scipy.stats import binom, false_discovery_control, norm
 
 from profiler.model import Frame, Profile, function_stats
 
@@ -54,7 +54,12 @@ class Comparison:
 
 
 def compare(
-    base: Profile, head: Profile, *, alpha: float = 0.01, min_change_pp: float = 1.0
+    base: Profile,
+    head: Profile,
+    *,
+    alpha: float = 0.01,
+    min_change_pp: float = 1.0,
+    dispersion: float = 1.0,
 ) -> Comparison:
     n_base, n_head = base.total, head.total
     if n_base == 0 or n_head == 0:
@@ -74,7 +79,7 @@ def compare(
         both_self.append(b_self + h_self)
         rows.append((key, b_self / n_base, h_self / n_head, b_total / n_base, h_total / n_head))
     raw_p = conditional_poisson_p(
-        np.array(head_self), np.array(both_self), n_head / (n_base + n_head)
+        np.array(head_self), np.array(both_self), n_head / (n_base + n_head), dispersion
     )
     adjusted = false_discovery_control(raw_p, method="bh") if len(raw_p) else []
     changes = []
@@ -101,12 +106,53 @@ def compare(
     return Comparison(n_base, n_head, changes)
 
 
-def conditional_poisson_p(k: np.ndarray, n: np.ndarray, p: float) -> np.ndarray:
+def conditional_poisson_p(
+    k: np.ndarray, n: np.ndarray, p: float, dispersion: float = 1.0
+) -> np.ndarray:
     """Two-sided p-values of k ~ Binomial(n, p), all functions at once (vectorised, so
-    30,000 functions take milliseconds): twice the smaller tail, capped at 1."""
-    lower = binom.cdf(k, n, p)
-    upper = binom.sf(k - 1, n, p)
+    30,000 functions take milliseconds): twice the smaller tail, capped at 1.
+
+    With `dispersion` > 1 (samples vary more than a binomial would, see
+    `estimate_dispersion`) the counts are scaled down by it, as in a quasi-binomial model."""
+    k, n = k / dispersion, n / dispersion
+    lower = (
+        binom.cdf(np.floor(k), np.floor(n), p)
+        if dispersion == 1
+        else norm.cdf((k + 0.5 - n * p) / np.sqrt(np.maximum(n * p * (1 - p), 1e-12)))
+    )
+    upper = (
+        binom.sf(np.floor(k) - 1, np.floor(n), p)
+        if dispersion == 1
+        else norm.sf((k - 0.5 - n * p) / np.sqrt(np.maximum(n * p * (1 - p), 1e-12)))
+    )
     return np.where(n > 0, np.minimum(1.0, 2 * np.minimum(lower, upper)), 1.0)
+
+
+def estimate_dispersion(windows: list[Profile], min_share: float = 0.01) -> float:
+    """How much more a function's share varies from window to window than binomial sampling
+    explains: the median over functions of Pearson's statistic per degree of freedom, at
+    least 1. A process whose functions speed up and slow down with the machine's load has a
+    dispersion well above 1, and its changes need to be that much larger to be flagged.
+    Needs two windows or more; 1.0 otherwise."""
+    windows = [w for w in windows if w.total]
+    if len(windows) < 2:
+        return 1.0
+    per_window = [
+        {(s.name, s.file): s.self_weight for s in function_stats(fold_inner_functions(w))}
+        for w in windows
+    ]
+    totals = np.array([w.total for w in windows], dtype=float)
+    keys = set().union(*per_window)
+    ratios = []
+    for key in keys:
+        counts = np.array([pw.get(key, 0) for pw in per_window], dtype=float)
+        share = counts.sum() / totals.sum()
+        if share < min_share:
+            continue
+        expected = totals * share
+        pearson = ((counts - expected) ** 2 / (expected * (1 - share))).sum()
+        ratios.append(pearson / (len(windows) - 1))
+    return max(1.0, float(np.median(ratios))) if ratios else 1.0
 
 
 def fold_inner_functions(profile: Profile) -> Profile:
