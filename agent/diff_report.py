@@ -90,8 +90,8 @@ def print_table(result: dict[str, Any], limit: int) -> None:
     threshold = result["min_change_pp"]
     console.print(
         f"{len(flagged)} function(s) got significantly slower (self share +"
-        f"{threshold:g} pp or more, p < {result['alpha']:g} after BH): "
-        f"{', '.join(flagged) or 'none'}"
+        f"{threshold:g} pp or more, p < {result['alpha']:g} after BH, window-to-window "
+        f"variability {result['dispersion']:.2f}x sampling noise): {', '.join(flagged) or 'none'}"
     )
 
 
