@@ -166,23 +166,9 @@ def export(
     server: str,
 ) -> None:
     """Write the merged profile of a service over a time range."""
-    try:
-        begin, end = parse_range(start, until)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    params = [
-        ("service", service),
-        ("from", begin.isoformat()),
-        ("until", end.isoformat()),
-        ("format", fmt),
-        *(("label", f"{k}={v}") for k, v in labels.items()),
-    ]
-    try:
-        response = httpx.get(server.rstrip("/") + "/api/v1/profile", params=params, timeout=60)
-    except httpx.TransportError as exc:
-        raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
-    if response.status_code != 200:
-        raise click.ClickException(_server_error(response))
+    response, _, _ = _query(
+        server, "/api/v1/profile", service, start, until, labels, [("format", fmt)]
+    )
     if output is None:
         sys.stdout.write(response.text)
     else:
@@ -269,22 +255,7 @@ def paths(
     """Latency of each hot path (p50 ... max) against its budget over a time range."""
     from agent.paths_report import print_paths
 
-    try:
-        begin, end = parse_range(start, until)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    params = [
-        ("service", service),
-        ("from", begin.isoformat()),
-        ("until", end.isoformat()),
-        *(("label", f"{k}={v}") for k, v in labels.items()),
-    ]
-    try:
-        response = httpx.get(server.rstrip("/") + "/api/v1/hotpaths", params=params, timeout=60)
-    except httpx.TransportError as exc:
-        raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
-    if response.status_code != 200:
-        raise click.ClickException(_server_error(response))
+    response, begin, end = _query(server, "/api/v1/hotpaths", service, start, until, labels)
     if as_json:
         click.echo(json.dumps(response.json(), indent=2))
     else:
@@ -302,6 +273,36 @@ def demo(port: int, data_dir: Path, window: float) -> None:
     from agent.demo import run_demo
 
     run_demo(port=port, data_dir=data_dir, window_s=window)
+
+
+def _query(
+    server: str,
+    path: str,
+    service: str,
+    start: str,
+    until: str,
+    labels: dict[str, str],
+    extra: list[tuple[str, str]] | None = None,
+) -> httpx.Response:
+    """GET a service's time range from the server; a clear CLI error for anything but 200."""
+    try:
+        begin, end = parse_range(start, until)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    params = [
+        ("service", service),
+        ("from", begin.isoformat()),
+        ("until", end.isoformat()),
+        *(("label", f"{k}={v}") for k, v in labels.items()),
+        *(extra or []),
+    ]
+    try:
+        response = httpx.get(server.rstrip("/") + path, params=params, timeout=60)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(_server_error(response))
+    return response, begin, end
 
 
 def _server_error(response: httpx.Response) -> str:
