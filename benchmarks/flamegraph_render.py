@@ -37,18 +37,9 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from profiler.formats import window as wire
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import start_server, stop_process
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VERBS = ["get", "put", "load", "parse", "check", "route", "send", "encode", "decode", "merge"]
 NOUNS = ["order", "quote", "risk", "book", "fill", "price", "limit", "trade", "cache", "frame"]
 

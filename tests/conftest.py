@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import RunningServer, start_server, stop_process
 
 PG_ADMIN_URL = os.environ.get(
@@ -88,3 +90,15 @@ def sqlite_server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
     finally:
         stop_process(running.process)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Real headless Chromium (Playwright), skipped with a reason where it is not installed."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: scripts/setup --browser installs it")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

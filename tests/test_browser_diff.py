@@ -7,7 +7,6 @@ version 2 `risk_check` takes a much larger share, `slow_new` appears and `old_ca
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.chromium import ARTIFACTS
 from tests.servers import RunningServer, start_server, stop_process
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -38,16 +37,6 @@ HEAD_STACKS = {
     "main (app.py:1);idle (app.py:99)": 100,
 }
 DIFF_QUERY = "base_from=-1h&base_label=version%3D1&head_from=-1h&head_label=version%3D2"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: scripts/setup --browser installs it")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
