@@ -92,9 +92,12 @@ def sqlite_server(tmp_path: Path) -> Iterator[RunningServer]:
         stop_process(running.process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Real headless Chromium (Playwright), skipped with a reason where it is not installed."""
+    """Real headless Chromium (Playwright), skipped with a reason where it is not installed.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and later tests that call asyncio.run() would fail."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: scripts/setup --browser installs it")
