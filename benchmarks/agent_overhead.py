@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import start_server, stop_process  # noqa: E402
+from tests.servers import attach_agent, start_server, stop_process  # noqa: E402
 
 LOOP = textwrap.dedent("""
     import sys, time
@@ -47,23 +47,12 @@ def trial(script: Path, seconds: float, server: str | None) -> float:
     )
     agent = None
     if server:
-        agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "agent",
-                "attach",
-                "--pid",
-                str(target.pid),
-                "--service",
-                "overhead",
-                "--server",
-                server,
-                "--window",
-                "2",
-            ],
-            cwd=REPO,
+        agent = attach_agent(
+            target.pid,
+            server,
+            "overhead",
+            "--window",
+            "2",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

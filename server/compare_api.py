@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
@@ -82,6 +82,21 @@ def selection(start: str | None, until: str | None, labels: list[str] | None) ->
         raise HTTPException(422, str(exc)) from None
 
 
+def base_and_head(
+    base_from: TimeParam = None,
+    base_until: TimeParam = None,
+    base_label: LabelParam = None,
+    head_from: TimeParam = None,
+    head_until: TimeParam = None,
+    head_label: LabelParam = None,
+) -> tuple[Selection, Selection]:
+    """The two sides of a comparison, from the query parameters both endpoints share."""
+    return (
+        selection(base_from, base_until, base_label),
+        selection(head_from, head_until, head_label),
+    )
+
+
 def _profiles(
     request: Request, service: str, base: Selection, head: Selection
 ) -> tuple[Profile, Profile]:
@@ -99,19 +114,13 @@ def _profiles(
 def diff(
     request: Request,
     service: str,
-    base_from: TimeParam = None,
-    base_until: TimeParam = None,
-    base_label: LabelParam = None,
-    head_from: TimeParam = None,
-    head_until: TimeParam = None,
-    head_label: LabelParam = None,
+    sides: Annotated[tuple[Selection, Selection], Depends(base_and_head)],
     alpha: Annotated[float, Query(gt=0, lt=1)] = 0.01,
     min_change_pp: Annotated[float, Query(ge=0)] = 1.0,
 ) -> DiffOut:
     """Per function: self and total shares in base and head, the change, and a significance
     test on the sample counts; significant slowdowns first."""
-    base = selection(base_from, base_until, base_label)
-    head = selection(head_from, head_until, head_label)
+    base, head = sides
     base_profile, head_profile = _profiles(request, service, base, head)
     store: Store = request.app.state.store
     # Each side's own window-to-window variability; a difference between the sides must
@@ -152,17 +161,11 @@ def diff(
 def tree(
     request: Request,
     service: str,
-    base_from: TimeParam = None,
-    base_until: TimeParam = None,
-    base_label: LabelParam = None,
-    head_from: TimeParam = None,
-    head_until: TimeParam = None,
-    head_label: LabelParam = None,
+    sides: Annotated[tuple[Selection, Selection], Depends(base_and_head)],
 ) -> ORJSONResponse:
     """The merged call tree of both profiles, as columns: node i has function `fn[i]`,
     parent `parent[i]` (node 0 is the root) and total/self samples in base and head."""
-    base = selection(base_from, base_until, base_label)
-    head = selection(head_from, head_until, head_label)
+    base, head = sides
     # 100,000 nodes: orjson encodes the columns in milliseconds where the default takes ~0.5 s.
     return ORJSONResponse(diff_tree(*_profiles(request, service, base, head)))
 
