@@ -124,6 +124,9 @@ hot_path_calls = Table(
     Column("name", String(112), nullable=False),
     Column("start_us", BigInteger, nullable=False),
     Column("budget_ns", BigInteger, nullable=True),
+    # The timed function as the sampler names it, "qualname (file)"; attribution finds the
+    # hot path in the stacks by it. NULL from agents that do not report it.
+    Column("function", Text, nullable=True),
     Column("count", BigInteger, nullable=False),
     Column("sum_ns", BigInteger, nullable=False),
     Column("max_ns", BigInteger, nullable=False),
