@@ -51,15 +51,17 @@ def attach(options: AttachOptions) -> AttachSummary:
     """
     labels = {**default_labels(options.pid), **options.labels}
     sampler = WindowedSampler(options.pid, rate_hz=options.rate_hz, window_s=options.window_s)
-    shipper = Shipper(options.server, options.spool_dir / options.service)
-    hot_paths = HotPathTracker(options.pid)
-    summary = AttachSummary()
 
     def stop(signum: int, _frame: object) -> None:
         log.info("%s: shipping the last window and stopping", signal.Signals(signum).name)
-        sampler.stop()
+        sampler.stop()  # before the first window too: then there is one empty final window
 
+    # First thing: a signal during the slower set-up below (the tracker's first read imports
+    # numpy) must stop the agent cleanly, not abort it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    shipper = Shipper(options.server, options.spool_dir / options.service)
+    hot_paths = HotPathTracker(options.pid)
+    summary = AttachSummary()
     try:
         for sampled in sampler.windows():
             profile = collapsed.loads(sampled.collapsed)

@@ -35,8 +35,14 @@ class HotPathTracker:
                 calls = snap.histogram
             self._before[name] = snap.histogram
             if calls.count:
+                function = f"{snap.function[0]} ({snap.function[1]})" if snap.function else None
                 out.append(
-                    HotPathWindow(name=name, budget_ns=snap.budget_ns, histogram=calls.to_wire())
+                    HotPathWindow(
+                        name=name,
+                        budget_ns=snap.budget_ns,
+                        function=function,
+                        histogram=calls.to_wire(),
+                    )
                 )
         return out
 

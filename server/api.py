@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from profiler.analysis.attribution import parse_function, under_function
 from profiler.formats import FormatError, collapsed, pyroscope, speedscope
 from profiler.formats import window as wire
 from profiler.labels import parse_labels
@@ -155,8 +156,13 @@ def get_profile(
     until: Annotated[str | None, Query(description="ISO-8601, unix or now")] = None,
     label: Annotated[list[str] | None, Query(description="key=value, repeatable")] = None,
     format: Literal["collapsed", "speedscope"] = "speedscope",
+    focus: Annotated[
+        str | None,
+        Query(description='"qualname (file)": only stacks through it, rooted at it'),
+    ] = None,
 ) -> Response:
-    """The merged profile of a service over a time range, filtered by labels."""
+    """The merged profile of a service over a time range, filtered by labels; with `focus`,
+    the flame graph of one function alone (e.g. a hot path's)."""
     try:
         start, end = parse_range(from_, until)
         labels = parse_labels(label or [])
@@ -166,6 +172,8 @@ def get_profile(
         profile = _store(request).profile(service, start, end, labels)
     except UnknownService:
         raise HTTPException(404, f"unknown service {service!r}") from None
+    if focus:
+        profile = under_function(profile, *parse_function(focus))
     headers = {"X-Hotpath-Samples": str(profile.total)}
     if format == "collapsed":
         return PlainTextResponse(collapsed.dumps(profile), headers=headers)

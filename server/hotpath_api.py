@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from profiler.analysis.attribution import FunctionShare, attribute, parse_function
 from profiler.hotpath.histogram import Histogram
-from server.compare_api import LabelParam, TimeParam, selection
+from server.compare_api import LabelParam, Selection, TimeParam, selection
 from server.store import Store, UnknownService
 
 router = APIRouter(prefix="/api/v1", tags=["hot paths"])
@@ -25,9 +28,12 @@ class HotPathOut(BaseModel):
     max_ms: float
     budget_ms: float | None
     over_budget_share: float | None  # of calls slower than the budget; None without a budget
+    function: str | None = None  # the timed code, "qualname (file)", when the agent said
 
 
-def summarise(name: str, budget_ns: int | None, calls: Histogram) -> HotPathOut:
+def summarise(
+    name: str, budget_ns: int | None, calls: Histogram, function: str | None = None
+) -> HotPathOut:
     def ms(ns: float) -> float:
         return ns / 1e6
 
@@ -42,6 +48,7 @@ def summarise(name: str, budget_ns: int | None, calls: Histogram) -> HotPathOut:
         max_ms=ms(calls.max),
         budget_ms=ms(budget_ns) if budget_ns else None,
         over_budget_share=calls.over(budget_ns) / calls.count if budget_ns else None,
+        function=function,
     )
 
 
@@ -59,10 +66,171 @@ def hot_paths(
     store: Store = request.app.state.store
     try:
         merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
+        functions = store.hot_path_functions(service, chosen.start, chosen.end)
     except UnknownService:
         raise HTTPException(404, f"unknown service {service!r}") from None
     return [
-        summarise(name, budget, calls)
+        summarise(name, budget, calls, functions.get(name))
         for name, (budget, calls) in sorted(merged.items())
         if calls.count
     ]
+
+
+class LatencyPointOut(BaseModel):
+    start: datetime
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    over_budget_share: float | None
+
+
+class LatencyTimelineOut(BaseModel):
+    name: str
+    step_s: int
+    budget_ms: float | None
+    points: list[LatencyPointOut]
+
+
+# Chart steps: the finest that keeps a range to a few hundred points (windows are 10 s).
+STEPS_S = (10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
+
+
+def chart_step(start: datetime, end: datetime, points: int = 360) -> int:
+    span = (end - start).total_seconds()
+    return next((s for s in STEPS_S if span / s <= points), STEPS_S[-1])
+
+
+@router.get("/hotpaths/{name}/timeline", response_model=LatencyTimelineOut)
+def hot_path_timeline(
+    request: Request,
+    name: str,
+    service: str,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    until: TimeParam = None,
+    label: LabelParam = None,
+) -> LatencyTimelineOut:
+    """p50/p95/p99/max of one hot path per time step, and its share of calls over budget."""
+    chosen = selection(from_, until, label)
+    store: Store = request.app.state.store
+    step = chart_step(chosen.start, chosen.end)
+    try:
+        budget = _budget(store, service, name, chosen)
+        series = store.hot_path_timeline(
+            service, name, chosen.start, chosen.end, step, chosen.labels
+        )
+    except UnknownService:
+        raise HTTPException(404, f"unknown service {service!r}") from None
+    points = [
+        LatencyPointOut(
+            start=moment,
+            count=calls.count,
+            p50_ms=calls.quantile(0.5) / 1e6,
+            p95_ms=calls.quantile(0.95) / 1e6,
+            p99_ms=calls.quantile(0.99) / 1e6,
+            max_ms=calls.max / 1e6,
+            over_budget_share=calls.over(budget) / calls.count if budget else None,
+        )
+        for moment, calls in series
+        if calls.count
+    ]
+    return LatencyTimelineOut(
+        name=name, step_s=step, budget_ms=budget / 1e6 if budget else None, points=points
+    )
+
+
+def _budget(store: Store, service: str, name: str, chosen: Selection) -> int | None:
+    merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
+    if name not in merged:
+        raise HTTPException(404, f"no calls of hot path {name!r} in {service!r} in that range")
+    return merged[name][0]
+
+
+class ShareOut(BaseModel):
+    function: str
+    file: str
+    self_share: float
+    total_share: float
+    self_ms: float | None
+    total_ms: float | None
+
+
+class AttributionOut(BaseModel):
+    hot_path: HotPathOut
+    samples_inside: int
+    samples_total: int
+    children: list[ShareOut]
+    functions: list[ShareOut]
+    flamegraph_url: str
+    summary: str
+
+
+@router.get("/hotpaths/{name}/attribution", response_model=AttributionOut)
+def hot_path_attribution(
+    request: Request,
+    name: str,
+    service: str,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    until: TimeParam = None,
+    label: LabelParam = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> AttributionOut:
+    """Where the hot path's time goes: the sampled stacks inside its function split its mean
+    call duration between the functions it calls (self and total, in ms per call)."""
+    return attribution_for(
+        request.app.state.store, service, name, selection(from_, until, label), limit
+    )
+
+
+def attribution_for(
+    store: Store, service: str, name: str, chosen: Selection, limit: int = 50
+) -> AttributionOut:
+    try:
+        merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
+        function = store.hot_path_functions(service, chosen.start, chosen.end).get(name)
+    except UnknownService:
+        raise HTTPException(404, f"unknown service {service!r}") from None
+    if name not in merged or not merged[name][1].count:
+        raise HTTPException(404, f"no calls of hot path {name!r} in {service!r} in that range")
+    if function is None:
+        raise HTTPException(
+            409,
+            f"hot path {name!r} has no function on record: its agent predates attribution",
+        )
+    budget, calls = merged[name]
+    profile = store.profile(service, chosen.start, chosen.end, chosen.labels)
+    split = attribute(profile, *parse_function(function), calls.mean / 1e6)
+    params = [("service", service), ("from", chosen.start.isoformat())]
+    params += [("until", chosen.end.isoformat())]
+    params += [("label", f"{k}={v}") for k, v in chosen.labels.items()]
+    params += [("focus", function), ("format", "speedscope")]
+    return AttributionOut(
+        hot_path=summarise(name, budget, calls, function),
+        samples_inside=split.samples_inside,
+        samples_total=split.samples_total,
+        children=[_share(s) for s in split.children[:limit]],
+        functions=[_share(s) for s in split.functions[:limit]],
+        flamegraph_url="/api/v1/profile?" + urlencode(params),
+        summary=_sentence(split.mean_ms, split.children),
+    )
+
+
+def _share(s: FunctionShare) -> ShareOut:
+    return ShareOut(
+        function=s.name,
+        file=s.file,
+        self_share=s.self_share,
+        total_share=s.total_share,
+        self_ms=s.self_ms,
+        total_ms=s.total_ms,
+    )
+
+
+def _sentence(mean_ms: float | None, children: list[FunctionShare], top: int = 4) -> str:
+    """ "of 84.0 ms, risk_check 41.2 ms, price_quote 25.3 ms, ..." """
+    if mean_ms is None or not children:
+        return "no samples inside the hot path in this range"
+    parts = [f"{c.name} {c.total_ms:.1f} ms" for c in children[:top] if c.total_ms is not None]
+    more = ", ..." if len(children) > top else ""
+    return f"of {mean_ms:.1f} ms, " + ", ".join(parts) + more

@@ -14,6 +14,8 @@ from fastapi.templating import Jinja2Templates
 
 from profiler.labels import parse_labels
 from profiler.timespec import parse_range
+from server.compare_api import Selection
+from server.hotpath_api import attribution_for, summarise
 from server.store import UnknownService
 
 router = APIRouter(include_in_schema=False)
@@ -59,8 +61,16 @@ def service_page(
         labels = parse_labels(label or [])
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    store = request.app.state.store
     try:
-        samples = request.app.state.store.sample_count(service, start, end, labels)
+        samples = store.sample_count(service, start, end, labels)
+        hot_paths = [
+            summarise(name, budget, calls)
+            for name, (budget, calls) in sorted(
+                store.hot_path_histograms(service, start, end, labels).items()
+            )
+            if calls.count
+        ]
     except UnknownService:
         raise HTTPException(404, f"unknown service {service!r}") from None
     # Absolute times, so the viewer shows exactly the range this page describes.
@@ -81,6 +91,7 @@ def service_page(
             "start": start,
             "end": end,
             "samples": samples,
+            "hot_paths": hot_paths,
             "presets": RANGE_PRESETS,
             "selected": from_,
             "label_query": "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items()),
@@ -162,5 +173,58 @@ def diff_page(
             "head": head,
             "tree_url": "/api/v1/diff/tree?" + urlencode(params),
             "diff_url": "/api/v1/diff?" + urlencode(diff_params),
+        },
+    )
+
+
+@router.get("/services/{service}/hotpaths/{name}", response_class=HTMLResponse)
+def hot_path_page(
+    request: Request,
+    service: str,
+    name: str,
+    from_: Annotated[str, Query(alias="from")] = "-15m",
+    until: str = "now",
+    label: Annotated[list[str] | None, Query()] = None,
+) -> HTMLResponse:
+    """One hot path: latency against its budget over time (hotpath_chart.js), and where its
+    time goes (budget attribution), with its own flame graph."""
+    try:
+        start, end = parse_range(from_, until)
+        labels = parse_labels(label or [])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    chosen = Selection(start, end, labels)
+    problem = None
+    try:
+        split = attribution_for(request.app.state.store, service, name, chosen)
+    except HTTPException as exc:
+        if str(exc.detail).startswith("unknown service"):
+            raise
+        split, problem = None, exc.detail  # no calls in this range, or no function on record
+    params = [("service", service), ("from", start.isoformat()), ("until", end.isoformat())]
+    params += [("label", f"{k}={v}") for k, v in labels.items()]
+    viewer_url = None
+    if split is not None and split.samples_inside:
+        title = f"{service} · hot path {name} · {start:%H:%M}-{end:%H:%M} UTC"
+        viewer_url = (
+            f"/speedscope/index.html#profileURL={quote(split.flamegraph_url, safe='')}"
+            f"&title={quote(title, safe='')}&view=left-heavy"
+        )
+    return templates.TemplateResponse(
+        request,
+        "hotpath.html",
+        {
+            "service": service,
+            "name": name,
+            "start": start,
+            "end": end,
+            "presets": RANGE_PRESETS,
+            "selected": from_,
+            "label_query": "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items()),
+            "split": split,
+            "problem": problem,
+            "viewer_url": viewer_url,
+            "timeline_url": f"/api/v1/hotpaths/{quote(name, safe='')}/timeline?"
+            + urlencode(params),
         },
     )

@@ -244,16 +244,71 @@ class Store:
                     hot_path_calls.c.series_id.in_(_matching_series(conn, service_id, labels))
                 )
             for name, budget, sum_ns, max_ns, blob in conn.execute(query):
-                buckets = pairs_codec.decode(blob)
-                counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
-                counts[buckets.ids.astype(np.int64)] = buckets.counts.astype(np.int64)
-                calls = Histogram(counts, sum_ns, max_ns)
+                calls = _histogram(sum_ns, max_ns, blob)
                 previous = merged.get(name)
                 if previous is not None:
                     calls = previous[1].merge(calls)
                     budget = budget if budget is not None else previous[0]
                 merged[name] = (budget, calls)
         return merged
+
+    def hot_path_functions(self, service: str, start: datetime, end: datetime) -> dict[str, str]:
+        """Per hot path, the function it times ("qualname (filename)"), as last shipped in
+        windows starting in [start, end)."""
+        query = (
+            select(hot_path_calls.c.name, hot_path_calls.c.function)
+            .where(hot_path_calls.c.function.is_not(None))
+            .order_by(hot_path_calls.c.start_us)
+        )
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            query = query.where(
+                hot_path_calls.c.service_id == service_id,
+                hot_path_calls.c.start_us >= to_us(start),
+                hot_path_calls.c.start_us < to_us(end),
+            )
+            return dict(conn.execute(query).tuples().all())
+
+    def hot_path_timeline(
+        self,
+        service: str,
+        name: str,
+        start: datetime,
+        end: datetime,
+        step_s: int,
+        labels: dict[str, str] | None = None,
+    ) -> list[tuple[datetime, Histogram]]:
+        """The calls of one hot path merged per `step_s` bucket (by window start), for the
+        latency-over-time chart. Buckets without calls are left out."""
+        step_us = step_s * 1_000_000
+        query = (
+            select(
+                hot_path_calls.c.start_us,
+                hot_path_calls.c.sum_ns,
+                hot_path_calls.c.max_ns,
+                hot_path_calls.c.buckets,
+            )
+            .where(hot_path_calls.c.name == name)
+            .order_by(hot_path_calls.c.start_us)
+        )
+        merged: dict[int, Histogram] = {}
+        with read_snapshot(self.engine) as conn:
+            service_id = self._known_service(conn, service)
+            query = query.where(
+                hot_path_calls.c.service_id == service_id,
+                hot_path_calls.c.start_us >= to_us(start),
+                hot_path_calls.c.start_us < to_us(end),
+            )
+            if labels:
+                query = query.where(
+                    hot_path_calls.c.series_id.in_(_matching_series(conn, service_id, labels))
+                )
+            for start_us, sum_ns, max_ns, blob in conn.execute(query):
+                calls = _histogram(sum_ns, max_ns, blob)
+                bucket = start_us - start_us % step_us
+                previous = merged.get(bucket)
+                merged[bucket] = calls if previous is None else previous.merge(calls)
+        return [(from_us(bucket), calls) for bucket, calls in sorted(merged.items())]
 
     def window_profiles(
         self,
@@ -456,6 +511,13 @@ class Store:
         return Availability(oldest, {3600: built.get(3600, 0), 86400: built.get(86400, 0)})
 
 
+def _histogram(sum_ns: int, max_ns: int, blob: bytes) -> Histogram:
+    buckets = pairs_codec.decode(blob)
+    counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
+    counts[buckets.ids.astype(np.int64)] = buckets.counts.astype(np.int64)
+    return Histogram(counts, sum_ns, max_ns)
+
+
 def _hot_path_row(
     hot_path: wire.HotPathWindow, window_id: int, service_id: int, series_id: int, start_us: int
 ) -> dict[str, object]:
@@ -468,6 +530,7 @@ def _hot_path_row(
         "name": hot_path.name,
         "start_us": start_us,
         "budget_ns": hot_path.budget_ns,
+        "function": hot_path.function,
         "count": calls.count,
         "sum_ns": calls.sum,
         "max_ns": calls.max,

@@ -234,6 +234,45 @@ def test_async_with_keeps_interleaved_tasks_apart() -> None:
     assert 100 * MS <= h.quantile(0.0) <= h.max < 1_000 * MS
 
 
+class Desk:
+    @hot_path("api.fn.method")
+    def route(self) -> None:
+        pass
+
+
+def test_the_file_names_the_code_each_hot_path_times() -> None:
+    def handle() -> None:
+        with hot_path("api.fn.with"):
+            pass
+
+    async def handle_async() -> None:
+        async with hot_path("api.fn.async_with"):
+            pass
+
+    Desk().route()
+    handle()
+    asyncio.run(handle_async())
+    here = Path(__file__).resolve()
+    expected = {
+        "api.fn.method": "Desk.route",
+        "api.fn.with": "test_the_file_names_the_code_each_hot_path_times.<locals>.handle",
+        "api.fn.async_with": (
+            "test_the_file_names_the_code_each_hot_path_times.<locals>.handle_async"
+        ),
+    }
+    for name, qualname in expected.items():
+        function = own(name).function
+        assert function is not None and function[0] == qualname
+        assert here.as_posix().endswith(function[1]) and function[1].endswith("test_hotpath_api.py")
+
+
+def test_long_function_paths_keep_their_end() -> None:
+    encoded = recorder.encode_function("Engine.execute", "/very/long/" * 40 + "engine.py")
+    assert len(encoded) <= recorder.FUNCTION_BYTES
+    name, path = recorder.decode_function(encoded) or ("", "")
+    assert name == "Engine.execute" and path.endswith("/very/long/engine.py")
+
+
 def test_exceptions_are_recorded_and_reraised() -> None:
     @hot_path("api.raises")
     def fails() -> None:

@@ -103,3 +103,103 @@ def test_a_process_without_hot_paths_ships_stacks_only(sqlite_server, tmp_path) 
     assert paths.returncode == 0 and json.loads(paths.stdout) == []
     export = hotpath("export", "--server", sqlite_server.url, "--service", "plain")
     assert export.returncode == 0 and "<genexpr>" in export.stdout
+
+
+ATTRIBUTION_TARGET = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {repo!r})
+    from profiler.hotpath import hot_path
+
+    def busy(ms):
+        end = time.perf_counter_ns() + int(ms * 1e6)
+        while time.perf_counter_ns() < end:
+            pass
+
+    def risk_check():
+        busy(5)
+
+    def price_quote():
+        busy(2.5)
+
+    @hot_path("order_execution", budget_ms=30)
+    def execute_order(spent):
+        t0 = time.perf_counter_ns()
+        risk_check()
+        t1 = time.perf_counter_ns()
+        price_quote()
+        t2 = time.perf_counter_ns()
+        end = t2 + 1_500_000  # 1.5 ms in the hot path's own code
+        while time.perf_counter_ns() < end:
+            pass
+        spent["risk_check"] += t1 - t0
+        spent["price_quote"] += t2 - t1
+        spent["own"] += time.perf_counter_ns() - t2
+
+    def housekeeping():  # outside the hot path: not part of its budget
+        busy(6)
+
+    def main(seconds, truth_path):
+        spent = dict(risk_check=0, price_quote=0, own=0)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            execute_order(spent)
+            housekeeping()
+        with open(truth_path, "w") as f:
+            json.dump(spent, f)
+
+    main(float(sys.argv[1]), sys.argv[2])
+""")
+
+
+def test_attribution_splits_the_budget_as_the_process_spent_it(sqlite_server, tmp_path) -> None:
+    script, truth_path = tmp_path / "trader.py", tmp_path / "truth.json"
+    script.write_text(ATTRIBUTION_TARGET.format(repo=str(REPO)))
+    target = subprocess.Popen([sys.executable, str(script), "12", str(truth_path)])
+    time.sleep(0.5)
+    agent = attach_agent(
+        target.pid,
+        sqlite_server.url,
+        "trader",
+        "--window",
+        "2",
+        "--rate",
+        "250",
+        spool_dir=tmp_path / "spool",
+    )
+    try:
+        target.wait(60)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(target)
+        stop_process(agent)
+    truth = json.loads(truth_path.read_text())
+    truth_share = {k: v / sum(truth.values()) for k, v in truth.items()}
+    with sqlite_server.client() as client:
+        answer = client.get(
+            "/api/v1/hotpaths/order_execution/attribution",
+            params={"service": "trader", "from": "-10m"},
+        )
+        assert answer.status_code == 200, answer.text
+        split = answer.json()
+        assert split["hot_path"]["function"].startswith("execute_order (")
+        assert split["samples_inside"] > 500
+        children = {c["function"]: c for c in split["children"]}
+        measured = {
+            "risk_check": children["risk_check"]["total_share"],
+            "price_quote": children["price_quote"]["total_share"],
+            "own": children["(self)"]["total_share"],
+        }
+        for name, share in measured.items():
+            assert abs(share - truth_share[name]) < 0.05, (name, measured, truth_share)
+        mean_ms = split["hot_path"]["mean_ms"]
+        assert children["risk_check"]["total_ms"] == pytest.approx(
+            measured["risk_check"] * mean_ms
+        )
+        assert split["summary"].startswith(f"of {mean_ms:.1f} ms, risk_check")
+        # The hot path's own flame graph: its stacks only, rooted at the function.
+        flame = client.get(split["flamegraph_url"])
+        assert flame.status_code == 200
+        names = {frame["name"] for frame in flame.json()["shared"]["frames"]}
+        assert {"execute_order", "risk_check", "price_quote"} <= names
+        assert "housekeeping" not in names and "main" not in names

@@ -53,6 +53,9 @@ class HotPathWindow(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=112)]
     budget_ns: Annotated[int, Field(ge=0)] | None = None
+    # The timed code as the sampler names its frames, "qualname (filename)": the server finds
+    # the hot path in the sampled stacks by it (budget attribution).
+    function: Annotated[str, Field(min_length=1, max_length=600)] | None = None
     histogram: dict[str, Any]
 
     @field_validator("histogram")

@@ -38,12 +38,15 @@ from profiler.hotpath.histogram import (
 from profiler.hotpath.recorder import (
     BUCKETS_WORD,
     ENTRY,
+    FUNCTION_BYTES,
+    FUNCTION_TABLE_AT,
     HEADER,
     HEADER_SIZE,
     MAGIC,
     MAX_WORD,
     SUM_WORD,
     VERSION,
+    decode_function,
     histogram_file_name,
     process_start_time,
 )
@@ -63,6 +66,7 @@ class HotPathSnapshot:
     name: str
     budget_ns: int | None
     histogram: Histogram
+    function: tuple[str, str] | None = None  # (qualname, filename tail) of the timed code
 
     @property
     def over_budget(self) -> int:
@@ -176,7 +180,9 @@ def _read_mapped(mm: mmap.mmap, expected_pid: int, start_time: int) -> dict[str,
     for i, (raw_name, budget_ns, _reserved) in enumerate(entries):
         name = raw_name.rstrip(b"\x00").decode(errors="replace")
         histogram = Histogram(counts[i], int(sums[i]), int(maxes[i]))
-        snapshots[name] = HotPathSnapshot(name, budget_ns or None, histogram)
+        at = FUNCTION_TABLE_AT + i * FUNCTION_BYTES
+        function = decode_function(bytes(mm[at : at + FUNCTION_BYTES]))
+        snapshots[name] = HotPathSnapshot(name, budget_ns or None, histogram, function)
     return snapshots
 
 

@@ -41,6 +41,11 @@ little-endian; offsets in bytes::
       0  112s name          UTF-8, NUL-padded
     112  i64 budget_ns      0 when the hot path has no budget
     120  i64 reserved       0
+    function table (max_paths entries of 120 bytes at 8320, after the path table)
+      0  120s function      UTF-8 "qualname\0filename", NUL-padded, the filename cut from
+                            the left to fit: the code a hot path times (the decorated
+                            function, or the one whose body holds the `with`), for budget
+                            attribution from sampled stacks; zero when not known yet
     data (at data_offset): block of thread slot s for path p at
          data_offset + (s * max_paths + p) * slot_stride, as i64 words:
       0  sum_ns             sum of the durations recorded
@@ -115,9 +120,11 @@ DATA_OFFSET = 16384
 SLOT_STRIDE = 16384
 FILE_SIZE = DATA_OFFSET + MAX_SLOTS * MAX_PATHS * SLOT_STRIDE
 SUM_WORD, MAX_WORD, BUCKETS_WORD = 0, 1, 2
+FUNCTION_TABLE_AT = HEADER_SIZE + MAX_PATHS * ENTRY_SIZE
+FUNCTION_BYTES = 120
 
 assert HEADER.size <= HEADER_SIZE and ENTRY_SIZE == 128
-assert HEADER_SIZE + MAX_PATHS * ENTRY_SIZE <= DATA_OFFSET
+assert FUNCTION_TABLE_AT + MAX_PATHS * FUNCTION_BYTES <= DATA_OFFSET
 assert (BUCKETS_WORD + NUM_BUCKETS) * 8 <= SLOT_STRIDE
 
 _STRIDE_WORDS = SLOT_STRIDE // 8
@@ -221,6 +228,10 @@ class _Mapping:
         ENTRY.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE, name, budget_ns, 0)
         U32.pack_into(self.mm, PATHS_USED_AT, index + 1)
 
+    def set_function(self, index: int, encoded: bytes) -> None:
+        at = FUNCTION_TABLE_AT + index * FUNCTION_BYTES
+        self.mm[at : at + FUNCTION_BYTES] = encoded.ljust(FUNCTION_BYTES, b"\x00")
+
     def set_budget(self, index: int, budget_ns: int) -> None:
         I64.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE + NAME_BYTES, budget_ns)
 
@@ -273,6 +284,8 @@ class _State:
             mapping = _Mapping()
             for hp in _paths:
                 mapping.add_path(hp.index, hp._encoded_name, hp.budget_ns)
+                if hp.function is not None:
+                    mapping.set_function(hp.index, encode_function(*hp.function))
             self.mapping = mapping
         return self.mapping
 
@@ -312,6 +325,25 @@ def _record_failed(exc: BaseException) -> None:
         warnings.warn(f"hotpath: a timing was lost ({exc!r})", RuntimeWarning, stacklevel=3)
 
 
+def encode_function(qualname: str, filename: str) -> bytes:
+    """ "qualname\0filename" in FUNCTION_BYTES of UTF-8; a long filename loses its start,
+    since the sampler's frames are matched by qualname and the end of the path."""
+    name = qualname.encode()[: FUNCTION_BYTES - 2]
+    room = FUNCTION_BYTES - len(name) - 1
+    path = filename.encode()
+    if len(path) > room:
+        path = path[len(path) - room :]
+    return name + b"\x00" + path
+
+
+def decode_function(raw: bytes) -> tuple[str, str] | None:
+    raw = raw.rstrip(b"\x00")
+    if b"\x00" not in raw:
+        return None
+    name, _, path = raw.partition(b"\x00")
+    return name.decode(errors="replace"), path.decode(errors="replace").lstrip("\ufffd")
+
+
 class HotPath:
     """A named hot path; use it as a decorator or as a (sync or async) context manager.
 
@@ -324,7 +356,16 @@ class HotPath:
     mixes up starts: generators do not get a context of their own.)
     """
 
-    __slots__ = ("_encoded_name", "_offset", "_starts", "budget_ms", "budget_ns", "index", "name")
+    __slots__ = (
+        "_encoded_name",
+        "_offset",
+        "_starts",
+        "budget_ms",
+        "budget_ns",
+        "function",
+        "index",
+        "name",
+    )
 
     def __init__(self, name: str, budget_ms: float | None, index: int) -> None:
         self.name = name
@@ -332,6 +373,9 @@ class HotPath:
         self.budget_ns = 0 if budget_ms is None else round(budget_ms * 1_000_000)
         self.index = index
         self._encoded_name = name.encode()
+        # (qualname, filename) of the timed code, once known: the first decorated function,
+        # or the first function seen entering the `with` block.
+        self.function: tuple[str, str] | None = None
         self._offset = index * _STRIDE_WORDS
         # A linked stack of starts, (start_ns, outer), per thread and asyncio task.
         self._starts: contextvars.ContextVar[tuple[int, Any] | None] = contextvars.ContextVar(
@@ -369,6 +413,9 @@ class HotPath:
             )
         if not callable(fn):
             raise TypeError(f"hot_path({self.name!r}) decorates a function, not {fn!r}")
+        code = getattr(inspect.unwrap(fn), "__code__", None)
+        if code is not None:
+            self._note_function(code)
         record = self.record
         clock = perf_counter_ns
 
@@ -394,7 +441,17 @@ class HotPath:
 
         return timed
 
+    def _note_function(self, code: Any) -> None:
+        if self.function is not None:
+            return
+        self.function = (code.co_qualname, code.co_filename)
+        with _state.lock:
+            if _state.mapping is not None:
+                _state.mapping.set_function(self.index, encode_function(*self.function))
+
     def __enter__(self) -> HotPath:
+        if self.function is None:
+            self._note_function(sys._getframe(1).f_code)
         starts = self._starts
         starts.set((perf_counter_ns(), starts.get()))
         return self
@@ -409,6 +466,9 @@ class HotPath:
         self.record(end - top[0])
 
     async def __aenter__(self) -> HotPath:
+        if self.function is None:
+            # The awaiting coroutine's frame: this coroutine's frame links back to it.
+            self._note_function(sys._getframe(1).f_code)
         return self.__enter__()
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
