@@ -193,9 +193,7 @@ def test_attribution_splits_the_budget_as_the_process_spent_it(sqlite_server, tm
         for name, share in measured.items():
             assert abs(share - truth_share[name]) < 0.05, (name, measured, truth_share)
         mean_ms = split["hot_path"]["mean_ms"]
-        assert children["risk_check"]["total_ms"] == pytest.approx(
-            measured["risk_check"] * mean_ms
-        )
+        assert children["risk_check"]["total_ms"] == pytest.approx(measured["risk_check"] * mean_ms)
         assert split["summary"].startswith(f"of {mean_ms:.1f} ms, risk_check")
         # The hot path's own flame graph: its stacks only, rooted at the function.
         flame = client.get(split["flamegraph_url"])
