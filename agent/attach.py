@@ -84,6 +84,7 @@ def attach(options: AttachOptions) -> AttachSummary:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        hot_paths.close()
         summary.left = shipper.close()
     summary.shipped, summary.spooled = shipper.shipped, shipper.deferred
     summary.rejected = shipper.rejected

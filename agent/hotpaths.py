@@ -20,6 +20,8 @@ log = logging.getLogger("hotpath.agent")
 class HotPathTracker:
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        # Held open, so that the last window after the target's exit still reads its calls.
+        self._file = reader.HeldHistograms(pid)
         self._before: dict[str, Histogram] = {
             name: snap.histogram for name, snap in self._read().items()
         }
@@ -46,9 +48,12 @@ class HotPathTracker:
                 )
         return out
 
+    def close(self) -> None:
+        self._file.close()
+
     def _read(self) -> dict[str, reader.HotPathSnapshot]:
         try:
-            return reader.read(self.pid)
+            return self._file.read()
         except (reader.UnsupportedHistogramFile, OSError) as exc:
             log.warning("cannot read the hot-path histograms of pid %s: %s", self.pid, exc)
             return {}

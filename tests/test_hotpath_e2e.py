@@ -201,3 +201,43 @@ def test_attribution_splits_the_budget_as_the_process_spent_it(sqlite_server, tm
         names = {frame["name"] for frame in flame.json()["shared"]["frames"]}
         assert {"execute_order", "risk_check", "price_quote"} <= names
         assert "housekeeping" not in names and "main" not in names
+
+
+def test_the_calls_of_the_last_window_survive_the_target_exiting(sqlite_server, tmp_path) -> None:
+    """The target removes its histogram file at exit, before the agent's last read: the agent
+    holds the file open, so the last partial window still ships every call."""
+    script = tmp_path / "burst.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from profiler.hotpath import hot_path
+
+        @hot_path("burst", budget_ms=5)
+        def order():
+            end = time.perf_counter_ns() + 1_000_000
+            while time.perf_counter_ns() < end:
+                pass
+
+        order()  # the file exists before the agent attaches: this call is before its time
+        time.sleep(3)
+        for _ in range(300):
+            order()
+        """)
+    )
+    target = subprocess.Popen([sys.executable, str(script)])
+    time.sleep(1)
+    agent = attach_agent(
+        target.pid, sqlite_server.url, "burst", "--window", "30", spool_dir=tmp_path / "spool"
+    )
+    try:
+        target.wait(60)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(target)
+        stop_process(agent)
+    result = hotpath("paths", "--server", sqlite_server.url, "--service", "burst", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["count"] == 300

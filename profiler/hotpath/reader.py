@@ -116,21 +116,57 @@ def read(pid: int) -> dict[str, HotPathSnapshot]:
 
     Raises UnsupportedHistogramFile when the file is of a layout this code doesn't read.
     """
-    path = find_histogram_file(pid)
-    if path is None:
-        return {}
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return {}
-    try:
-        size = os.fstat(fd).st_size
-        if size < HEADER_SIZE:
-            return {}
-        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
-            return _read_mapped(mm, namespace_pid(pid), process_start_time(pid))
-    finally:
-        os.close(fd)
+    with HeldHistograms(pid) as held:
+        return held.read()
+
+
+class HeldHistograms:
+    """A process's histogram file, mapped once found and held: the agent keeps reading it after
+    the target has exited and removed it, so the calls of the last (partial) window are not
+    lost. Until the target makes its file (its first hot path), each read looks again."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._mm: mmap.mmap | None = None
+        self._expected = (0, 0)  # the owner's own pid and start time, taken when found
+
+    def read(self) -> dict[str, HotPathSnapshot]:
+        if self._mm is None:
+            self._mm = self._open()
+            if self._mm is None:
+                return {}
+        return _read_mapped(self._mm, *self._expected)
+
+    def _open(self) -> mmap.mmap | None:
+        path = find_histogram_file(self.pid)
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_SIZE:
+                return None
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        self._expected = (namespace_pid(self.pid), process_start_time(self.pid))
+        return mm
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+
+    def __enter__(self) -> HeldHistograms:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _read_mapped(mm: mmap.mmap, expected_pid: int, start_time: int) -> dict[str, HotPathSnapshot]:
