@@ -27,6 +27,7 @@ class AttachOptions:
     window_s: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
     spool_dir: Path = Path("data/spool")
+    idle: bool = False  # wall-clock sampling: waiting threads too (py-spy --idle)
 
 
 @dataclass
@@ -50,7 +51,12 @@ def attach(options: AttachOptions) -> AttachSummary:
     py-spy failing later raises `PySpyError` too.
     """
     labels = {**default_labels(options.pid), **options.labels}
-    sampler = WindowedSampler(options.pid, rate_hz=options.rate_hz, window_s=options.window_s)
+    if options.idle:
+        # Wall-clock profiles must not be merged or compared with CPU ones unnoticed.
+        labels.setdefault("sampling", "wall")
+    sampler = WindowedSampler(
+        options.pid, rate_hz=options.rate_hz, window_s=options.window_s, idle=options.idle
+    )
 
     def stop(signum: int, _frame: object) -> None:
         log.info("%s: shipping the last window and stopping", signal.Signals(signum).name)

@@ -85,6 +85,12 @@ def agent() -> None:
     show_default=True,
     help="Where windows wait while the server is away.",
 )
+@click.option(
+    "--idle",
+    is_flag=True,
+    help="Sample waiting threads too (wall-clock time, labelled sampling=wall): hot-path "
+    "attribution then counts time spent waiting on sockets, locks and sleeps.",
+)
 def attach(
     pid: int,
     service: str,
@@ -93,6 +99,7 @@ def attach(
     window: float,
     labels: dict[str, str],
     spool_dir: Path,
+    idle: bool,
 ) -> None:
     """Attach to a running Python process with py-spy and ship its profile window by window."""
     from agent.attach import AttachOptions
@@ -107,6 +114,7 @@ def attach(
         window_s=window,
         labels=labels,
         spool_dir=spool_dir,
+        idle=idle,
     )
     try:
         check_target(pid)

@@ -241,3 +241,64 @@ def test_the_calls_of_the_last_window_survive_the_target_exiting(sqlite_server, 
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["count"] == 300
+
+
+WAITING_TARGET = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {repo!r})
+    from profiler.hotpath import hot_path
+
+    spent = dict(compute=0, wait_for_fill=0)
+
+    def compute():
+        end = time.perf_counter_ns() + 4_000_000
+        while time.perf_counter_ns() < end:
+            pass
+
+    def wait_for_fill():
+        time.sleep(0.004)
+
+    @hot_path("order_execution", budget_ms=30)
+    def execute_order():
+        t0 = time.perf_counter_ns()
+        compute()
+        t1 = time.perf_counter_ns()
+        wait_for_fill()
+        spent["compute"] += t1 - t0
+        spent["wait_for_fill"] += time.perf_counter_ns() - t1
+
+    deadline = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < deadline:
+        execute_order()
+    with open(sys.argv[2], "w") as f:
+        json.dump(spent, f)
+""")
+
+
+def test_idle_sampling_attributes_waiting_time(sqlite_server, tmp_path) -> None:
+    """With --idle (wall-clock sampling) time spent sleeping inside the hot path is attributed
+    as the process spent it. (Without it, py-spy 0.4.3 --nonblocking still counts some sleeping
+    samples as running: measured 28% for this half-sleeping path, neither 0 nor 50%.)"""
+    script, truth_path = tmp_path / "waiter.py", tmp_path / "truth.json"
+    script.write_text(WAITING_TARGET.format(repo=str(REPO)))
+    target = subprocess.Popen([sys.executable, str(script), "6", str(truth_path)])
+    time.sleep(0.5)
+    extra = ["--window", "2", "--rate", "200", "--idle"]
+    agent = attach_agent(target.pid, sqlite_server.url, "waiter", *extra, spool_dir=tmp_path)
+    try:
+        target.wait(60)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+    finally:
+        stop_process(target)
+        stop_process(agent)
+    truth = json.loads(truth_path.read_text())
+    waiting_truth = truth["wait_for_fill"] / sum(truth.values())
+    with sqlite_server.client() as client:
+        answer = client.get(
+            "/api/v1/hotpaths/order_execution/attribution",
+            params={"service": "waiter", "from": "-10m", "label": "sampling=wall"},
+        )
+        assert answer.status_code == 200, answer.text
+        children = {c["function"]: c["total_share"] for c in answer.json()["children"]}
+    assert abs(children["wait_for_fill"] - waiting_truth) < 0.05, (children, waiting_truth)

@@ -337,6 +337,7 @@ class WindowedSampler:
         *,
         nonblocking: bool = True,
         by_function: bool = True,
+        idle: bool = False,
         workdir: str | None = None,
     ) -> None:
         if rate_hz <= 0:
@@ -349,6 +350,8 @@ class WindowedSampler:
         self.window_s = window_s
         self.nonblocking = nonblocking
         self.by_function = by_function
+        # Also sample threads that are waiting (py-spy --idle): wall-clock time, not CPU time.
+        self.idle = idle
         self.workdir = workdir
         # State shared with stop(): only plain attribute reads and writes, which are atomic,
         # so stop() never needs a lock (a lock could deadlock inside a signal handler).
@@ -418,6 +421,8 @@ class WindowedSampler:
         argv += ["--format", "raw"]
         if self.nonblocking:
             argv.append("--nonblocking")
+        if self.idle:
+            argv.append("--idle")
         if self.by_function:
             argv.append("--function")
         return argv
