@@ -84,6 +84,7 @@ async def ingest_window(request: Request, response: Response) -> IngestResponse:
         raise HTTPException(413, f"window too large: {exc}") from None
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
     result = await run_in_threadpool(_store(request).ingest, window)
+    request.app.state.metrics.window_ingested(window, result, len(body))
     response.status_code = 200 if result.duplicate else 201
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
@@ -133,6 +134,7 @@ async def ingest_pyroscope(
         raise HTTPException(413, f"profile too large: {exc}") from None
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
     result = await run_in_threadpool(_store(request).ingest, window)
+    request.app.state.metrics.window_ingested(window, result, len(body))
     response.status_code = 200
     return IngestResponse(
         window_id=result.window_id, duplicate=result.duplicate, samples=result.samples

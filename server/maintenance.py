@@ -1,4 +1,5 @@
 """The server's background work: roll windows up every second, enforce retention every minute.
+Each loop also judges hot-path alerts and delivers their webhooks (server/alerts.py).
 
 A daemon thread per server process; several servers on one database share the work safely
 (see `server.rollups`). Database errors are logged and retried with backoff: ingest and
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,11 +30,14 @@ class Maintenance:
         *,
         rollup_interval_s: float = 1.0,
         retention_interval_s: float = 60.0,
+        alert_work: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
         self.retention = retention_policy
         self.rollup_interval_s = rollup_interval_s
         self.retention_interval_s = retention_interval_s
+        self.alert_work = alert_work  # server.alerts.alert_work: judge intervals, deliver
+        self.last_run_s: float | None = None  # wall clock of the last loop without errors
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hotpath-maintenance", daemon=True)
 
@@ -55,8 +60,17 @@ class Maintenance:
                     if deleted:
                         log.info("retention deleted %d rows", deleted)
                     next_retention = time.monotonic() + self.retention_interval_s
+                if self.alert_work is not None:
+                    self._alerts()
                 backoff = self.rollup_interval_s
+                self.last_run_s = time.time()
             except SQLAlchemyError as exc:
                 backoff = min(60.0, backoff * 2)
                 log.warning("maintenance failed (%s); retrying in %.0f s", exc, backoff)
             self._stop.wait(backoff)
+
+    def _alerts(self) -> None:
+        try:
+            self.alert_work()  # type: ignore[misc]
+        except Exception:  # alerting must never stop roll-ups and retention
+            log.exception("alert evaluation or delivery failed")

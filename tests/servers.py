@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -28,7 +29,11 @@ class RunningServer:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
-def start_server(db: str, data_dir: Path, port: int | None = None) -> RunningServer:
+def start_server(
+    db: str, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> RunningServer:
+    """`hotpath serve` on `port` (a free one by default); `env` adds environment variables
+    (e.g. `HOTPATH_ALERT_*` settings)."""
     port = port or free_port()
     log = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +55,7 @@ def start_server(db: str, data_dir: Path, port: int | None = None) -> RunningSer
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=REPO,
+        env={**os.environ, **env} if env else None,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
