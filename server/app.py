@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from server import api, compare_api, hotpath_api, pages
+from server import alerts_api, api, bench_api, bench_pages, compare_api, hotpath_api, metrics, pages
+from server.alerts import alert_work
 from server.database import make_engine, upgrade
 from server.maintenance import Maintenance
 from server.settings import Settings
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.retention,
         rollup_interval_s=settings.rollup_interval_s,
         retention_interval_s=settings.retention_interval_s,
+        alert_work=alert_work(engine, settings) if settings.alert_enabled else None,
     )
+    app_metrics = metrics.Metrics(engine, lambda: maintenance.last_run_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -54,12 +57,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.metrics = app_metrics
+    app.add_middleware(metrics.RequestMetrics, metrics=app_metrics)
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     app.include_router(api.router)
     app.include_router(compare_api.router)
     app.include_router(hotpath_api.router)
     app.include_router(pages.router)
+    app.include_router(alerts_api.router)
+    app.include_router(alerts_api.page_router)
+    app.include_router(metrics.router)
+    app.include_router(bench_api.router)
+    app.include_router(bench_pages.router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="static"
     )

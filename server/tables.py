@@ -142,3 +142,127 @@ rollup_progress = Table(
     Column("resolution_s", Integer, primary_key=True),
     Column("built_until_us", BigInteger, nullable=False),
 )
+
+# Benchmark runs uploaded by `hotpath gate`: the pytest-benchmark JSON as uploaded
+# (zstd-compressed, digest unique per project and branch so a re-upload is not a duplicate),
+# and one row of summary statistics (seconds) per benchmark, which the history charts read.
+bench_runs = Table(
+    "bench_runs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("branch", String(255), nullable=False),
+    Column("commit_id", String(64), nullable=True),
+    Column("run_us", BigInteger, nullable=False),  # the run's own datetime, else upload time
+    Column("uploaded_us", BigInteger, nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),  # sha256 of the uploaded bytes
+    Column("source", String(255), nullable=False),
+    Column("machine", Text, nullable=True),
+    Column("benchmarks", Integer, nullable=False),
+    Column("raw_size", Integer, nullable=False),
+    Column("raw_zstd", LargeBinary, nullable=False),
+    Index("ux_bench_runs_project_branch_digest", "project", "branch", "digest", unique=True),
+    Index("ix_bench_runs_project_branch_run", "project", "branch", "run_us"),
+)
+
+bench_results = Table(
+    "bench_results",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("run_id", Id, ForeignKey("bench_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("fullname", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bench_group", Text, nullable=True),
+    Column("min_s", Float, nullable=False),
+    Column("max_s", Float, nullable=False),
+    Column("mean_s", Float, nullable=False),
+    Column("median_s", Float, nullable=False),
+    Column("stddev_s", Float, nullable=False),
+    Column("iqr_s", Float, nullable=False),
+    Column("rounds", Integer, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Index("ix_bench_results_run", "run_id"),
+    Index("ix_bench_results_fullname_run", "fullname", "run_id"),
+)
+
+# Hot-path breach alerts (server/alerts.py). Rules override the defaults from settings per
+# (service, hot path); NULL columns keep the default. Names, not ids: a rule may be written
+# before its service has sent anything.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("service", String(128), nullable=False),
+    Column("hot_path", String(112), nullable=False),
+    Column("quantile", Float, nullable=True),
+    Column("budget_ns", BigInteger, nullable=True),  # NULL: the hot path's own budget
+    Column("fire_after", Integer, nullable=True),
+    Column("resolve_after", Integer, nullable=True),
+    Column("min_calls", BigInteger, nullable=True),
+    Column("severity", String(32), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Index("ux_alert_rules_service_hot_path", "service", "hot_path", unique=True),
+)
+
+# One row per firing episode; the rule as it was when it fired is kept with it.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("fingerprint", String(16), nullable=False),
+    Column("service", String(128), nullable=False),
+    Column("hot_path", String(112), nullable=False),
+    Column("severity", String(32), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("quantile", Float, nullable=False),
+    Column("budget_ns", BigInteger, nullable=False),
+    Column("fire_after", Integer, nullable=False),
+    Column("interval_s", Float, nullable=False),
+    Column("value_ns", BigInteger, nullable=False),  # the quantile in the interval that fired
+    Column("peak_ns", BigInteger, nullable=False),  # the highest quantile while firing
+    Column("starts_us", BigInteger, nullable=False),
+    Column("ends_us", BigInteger, nullable=True),
+    Index("ix_alerts_state_starts", "state", "starts_us"),
+    Index("ix_alerts_service_hot_path", "service", "hot_path"),
+)
+
+# Consecutive breached / clear intervals per hot path, and its firing alert if any.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("hot_path", String(112), primary_key=True),
+    Column("breach_streak", Integer, nullable=False),
+    Column("ok_streak", Integer, nullable=False),
+    Column("streak_start_us", BigInteger, nullable=True),
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=True),
+)
+
+# How far evaluation has got; its one row is also the lock that keeps servers from
+# evaluating the same interval twice.
+alert_progress = Table(
+    "alert_progress",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("evaluated_until_us", BigInteger, nullable=False),
+)
+
+# The webhook outbox: one row per (notification, receiver URL), written in the same
+# transaction as the state change and deleted never (delivered rows are the history).
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("alert_id", Id, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("claimed_until_us", BigInteger, nullable=False),
+    Column("delivered_us", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_alert_notifications_pending", "delivered_us", "url", "id"),
+)

@@ -1,0 +1,242 @@
+"""The benchmark API (`/api/v1/bench/...`): uploads from `hotpath gate`, runs, history.
+
+An upload is the pytest-benchmark JSON exactly as pytest wrote it; it is validated with the
+same loader the gate uses offline, so the server refuses what the gate could not read, with
+the loader's message, and stores nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from profiler.analysis.changepoint import e_divisive
+from profiler.formats.pytest_benchmark import BenchResultsError, load_run
+from server.bench_store import BenchStore, Point, RunMeta, UnknownRun
+from server.body import decode_body, read_body
+
+router = APIRouter(prefix="/api/v1/bench", tags=["benchmarks"])
+
+# A project becomes the service `bench-<project>` of its benchmark profiles: same alphabet.
+PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$"
+BRANCH_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
+COMMIT_PATTERN = r"^[A-Za-z0-9._\-/]{1,64}$"
+Stat = Literal["min", "median", "mean"]
+# Change points are searched in at most this many newest runs (E-divisive is O(n^2) each).
+MAX_HISTORY = 500
+
+Project = Annotated[str, Query(pattern=PROJECT_PATTERN, description="e.g. the repository name")]
+Branch = Annotated[str, Query(pattern=BRANCH_PATTERN)]
+
+
+class RunOut(BaseModel):
+    id: int
+    project: str
+    branch: str
+    commit: str | None
+    run_time: datetime
+    uploaded: datetime
+    source: str
+    machine: str | None
+    benchmarks: int
+    raw_size: int
+    url: str
+
+
+class UploadOut(BaseModel):
+    run: RunOut
+    created: bool
+    quirks: list[str]
+
+
+class ProjectOut(BaseModel):
+    name: str
+    branches: list[str]
+    runs: int
+    last_upload: datetime
+
+
+class PointOut(BaseModel):
+    run_id: int
+    run_time: datetime
+    commit: str | None
+    value: float
+    min: float
+    median: float
+    mean: float
+    stddev: float
+    rounds: int
+
+
+class ChangePointOut(BaseModel):
+    index: int  # into points: the first point of the new level
+    run_id: int
+    commit: str | None
+    run_time: datetime
+    p_value: float
+    mean_before: float
+    mean_after: float
+    change: float  # relative: +0.12 is 12% slower
+
+
+class HistoryOut(BaseModel):
+    project: str
+    branch: str
+    fullname: str
+    stat: Stat
+    points: list[PointOut]
+    change_points: list[ChangePointOut]
+
+
+def bench_store(request: Request) -> BenchStore:
+    """The app's benchmark store, made on first use on the engine of its profile store."""
+    state = request.app.state
+    if not hasattr(state, "bench_store"):
+        state.bench_store = BenchStore(state.store.engine)
+    store: BenchStore = state.bench_store
+    return store
+
+
+def run_page_url(meta: RunMeta) -> str:
+    return f"/benchmarks/{quote(meta.project, safe='')}?" + urlencode(
+        {"branch": meta.branch, "run": meta.id}
+    )
+
+
+def _run_out(meta: RunMeta) -> RunOut:
+    return RunOut(**vars(meta), url=run_page_url(meta))
+
+
+@router.post(
+    "/runs",
+    response_model=UploadOut,
+    responses={
+        200: {"description": "these bytes were already stored for this project and branch"},
+        201: {"description": "stored"},
+        413: {},
+        415: {},
+        422: {},
+    },
+)
+async def upload_run(
+    request: Request,
+    response: Response,
+    project: Project,
+    branch: Branch,
+    commit: Annotated[str | None, Query(pattern=COMMIT_PATTERN)] = None,
+) -> UploadOut:
+    """Store one pytest-benchmark JSON file (the body, optionally zstd- or gzip-encoded)."""
+    settings = request.app.state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    data = decode_body(
+        body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
+    )
+    source = request.headers.get("x-hotpath-source") or "upload"
+    try:
+        run = load_run(data, source[:200])
+    except BenchResultsError as exc:
+        raise HTTPException(422, f"not a readable pytest-benchmark result: {exc}") from None
+    if not run.benchmarks:
+        raise HTTPException(422, f"{source}: the run holds no benchmarks: nothing to store")
+    stored = await run_in_threadpool(
+        bench_store(request).add_run, project, branch, commit, data, run
+    )
+    response.status_code = 201 if stored.created else 200
+    return UploadOut(run=_run_out(stored.meta), created=stored.created, quirks=list(run.quirks))
+
+
+@router.get("/projects", response_model=list[ProjectOut])
+def list_projects(request: Request) -> list[ProjectOut]:
+    return [ProjectOut(**vars(p)) for p in bench_store(request).projects()]
+
+
+@router.get("/runs", response_model=list[RunOut])
+def list_runs(
+    request: Request,
+    project: Project,
+    branch: Branch,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[RunOut]:
+    """The newest `limit` runs of a branch (metadata only), oldest first."""
+    return [_run_out(meta) for meta in bench_store(request).runs(project, branch, limit)]
+
+
+@router.get("/runs/{run_id}", response_model=RunOut)
+def get_run(request: Request, run_id: int) -> RunOut:
+    try:
+        return _run_out(bench_store(request).run(run_id))
+    except UnknownRun:
+        raise HTTPException(404, f"no benchmark run {run_id}") from None
+
+
+@router.get("/runs/{run_id}/raw", responses={200: {"content": {"application/json": {}}}})
+def get_raw(request: Request, run_id: int) -> Response:
+    """The pytest-benchmark JSON exactly as uploaded."""
+    try:
+        data = bench_store(request).raw(run_id)
+    except UnknownRun:
+        raise HTTPException(404, f"no benchmark run {run_id}") from None
+    return Response(data, media_type="application/json")
+
+
+@router.get("/history", response_model=HistoryOut)
+def history(
+    request: Request,
+    project: Project,
+    branch: Branch,
+    fullname: Annotated[str, Query(min_length=1)],
+    stat: Stat = "median",
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = MAX_HISTORY,
+) -> HistoryOut:
+    """One benchmark over the runs of a branch, oldest first, with its change points."""
+    points = bench_store(request).history(project, branch, fullname, limit)
+    if not points:
+        raise HTTPException(
+            404, f"no runs of benchmark {fullname!r} on {project} branch {branch!r}"
+        )
+    return HistoryOut(
+        project=project,
+        branch=branch,
+        fullname=fullname,
+        stat=stat,
+        points=[_point_out(p, stat) for p in points],
+        change_points=change_points(points, stat),
+    )
+
+
+def _point_out(point: Point, stat: str) -> PointOut:
+    return PointOut(
+        run_id=point.run_id,
+        run_time=point.run_time,
+        commit=point.commit,
+        value=point.stat(stat),
+        min=point.min,
+        median=point.median,
+        mean=point.mean,
+        stddev=point.stddev,
+        rounds=point.rounds,
+    )
+
+
+def change_points(points: list[Point], stat: str) -> list[ChangePointOut]:
+    """E-divisive change points of one benchmark's history, each attributed to the commit of
+    the first run at the new level."""
+    found = e_divisive([p.stat(stat) for p in points])
+    return [
+        ChangePointOut(
+            index=cp.index,
+            run_id=points[cp.index].run_id,
+            commit=points[cp.index].commit,
+            run_time=points[cp.index].run_time,
+            p_value=cp.p_value,
+            mean_before=cp.mean_before,
+            mean_after=cp.mean_after,
+            change=cp.relative_change,
+        )
+        for cp in found
+    ]
