@@ -562,6 +562,22 @@ def test_a_stale_file_of_a_dead_process_is_not_read_for_another(children: list[C
     alive.finish()
 
 
+def test_leftovers_of_killed_processes_are_removed_by_the_next_writer(
+    children: list[Child],
+) -> None:
+    report = "say(file=str(recorder.current_file()))\nwait()"
+    alive = spawn(children, 'hot_path("kept").record(1)\n' + report)
+    crashed = spawn(children, 'hot_path("gone").record(1)\n' + report)
+    kept, stale = Path(alive.hear()["file"]), Path(crashed.hear()["file"])
+    crashed.proc.send_signal(signal.SIGKILL)  # no exit hooks: the file stays
+    crashed.kill()
+    assert stale.exists()
+    writer = spawn(children, 'hot_path("next").record(1)\nsay(ok=True)\nwait()')
+    writer.hear()
+    assert not stale.exists()  # no writer held its lock
+    assert kept.exists() and reader.read(alive.pid)["kept"].histogram.count == 1
+
+
 def test_multiprocessing_children_remove_their_files(children: list[Child]) -> None:
     child = spawn(
         children,

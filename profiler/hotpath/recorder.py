@@ -70,7 +70,11 @@ Fork. The child drops the parent's mapping (the parent's file is untouched) and,
 record or registration, creates its own file named by its own pid, starting empty, with the
 same hot paths. Only the process that created a file removes it: at exit (atexit, and
 multiprocessing's exit hook for its children, which skip atexit). A process killed outright
-leaves its file behind; no reader takes it for another process's (see the reader).
+leaves its file behind; no reader takes it for another process's (see the reader), and the
+next process that creates a file removes such leftovers: a writer holds a shared `flock` on
+its file for its lifetime (taken before the magic is written), so a file with the magic whose
+lock can be taken exclusively has no writer left. Locks, unlike pids, mean the same in every
+PID namespace that shares /dev/shm.
 
 Limits. `hot_path` raises `HotPathLimitError` for a 65th name: names are fixed in code, so
 the error shows at import in the first test run instead of a silent gap in production.
@@ -80,6 +84,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import fcntl
 import functools
 import inspect
 import mmap
@@ -88,6 +93,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +173,7 @@ class _Mapping:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.path: Path | None = None
+        self.lock_fd: int | None = None
         try:
             if sys.byteorder != "little":
                 raise OSError("the shared layout is little-endian; this machine is not")
@@ -190,18 +197,21 @@ class _Mapping:
             mp_util.Finalize(None, self.remove, exitpriority=0)
 
     def _create_file(self) -> mmap.mmap:
-        path = histogram_dir() / histogram_file_name(self.pid)
+        directory = histogram_dir()
+        remove_stale_files(directory)
+        path = directory / histogram_file_name(self.pid)
         # A file by this name is a leftover of a dead process that had our pid: start afresh.
         path.unlink(missing_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # held while this process lives: "not stale"
             os.ftruncate(fd, FILE_SIZE)
             mm = mmap.mmap(fd, FILE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        os.close(fd)
+        self.lock_fd = fd
         self.path = path
         header = HEADER.pack(
             b"\x00" * 8,  # the magic goes in last
@@ -248,12 +258,43 @@ class _Mapping:
 
     def drop(self) -> None:
         """Unmap without touching the file (a forked child dropping its parent's mapping)."""
+        if self.lock_fd is not None:
+            # The child's copy of the descriptor shares the parent's lock: closing the copy
+            # keeps the lock (flock locks belong to the open file, which the parent holds).
+            os.close(self.lock_fd)
+            self.lock_fd = None
         try:
             self.words.release()
             self.view.release()
             self.mm.close()
         except (BufferError, ValueError):
             pass  # something still holds a view: leave it mapped, it is only address space
+
+
+def remove_stale_files(directory: Path, min_age_s: float = 60.0) -> int:
+    """Remove the files of writers that are gone (killed before their exit hooks ran)."""
+    removed = 0
+    for path in directory.glob("hotpath-*.hist"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its writer is alive
+            # Free of locks and with the magic: its writer is gone. Without the magic it may be
+            # a file being created (not locked yet): only an old one is a leftover.
+            complete = os.pread(fd, len(MAGIC), 0) == MAGIC
+            if complete or time.time() - os.fstat(fd).st_mtime > min_age_s:
+                path.unlink(missing_ok=True)
+                removed += 1
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 class _SlotLease:
