@@ -32,14 +32,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from profiler.hotpath.histogram import NUM_BUCKETS, Histogram, merge_all
+from profiler.hotpath.histogram import Histogram, merge_all
 from server import alert_delivery
-from server import pairs as pairs_codec
 from server.database import write_transaction
+from server.hotpath_rollups import decode
 from server.settings import Settings
 from server.tables import (
     alert_progress,
@@ -396,7 +395,7 @@ def _load_calls(
     budgets: dict[tuple[int, Key], int | None] = {}
     for service, name, start, budget, sum_ns, max_ns, blob in conn.execute(query):
         interval = start - (start - start_us) % interval_us
-        parts[interval][(service, name)].append(decode_histogram(sum_ns, max_ns, blob))
+        parts[interval][(service, name)].append(decode(sum_ns, max_ns, blob))
         if budget is not None:
             budgets[(interval, (service, name))] = budget  # ordered by time: the latest wins
     return {
@@ -406,14 +405,6 @@ def _load_calls(
         }
         for interval, by_key in parts.items()
     }
-
-
-def decode_histogram(sum_ns: int, max_ns: int, blob: bytes) -> Histogram:
-    """A stored `hot_path_calls` row as a Histogram (see server.store._hot_path_row)."""
-    buckets = pairs_codec.decode(blob)
-    counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
-    counts[buckets.ids.astype(np.int64)] = buckets.counts.astype(np.int64)
-    return Histogram(counts, sum_ns, max_ns)
 
 
 def rules_for(defaults: Rule, rows: Iterable[object]) -> dict[Key, Rule]:

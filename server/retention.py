@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, exists, select
 
 from server.database import write_transaction
 from server.store import Retention, to_us
-from server.tables import series_rollups, service_rollups, windows
+from server.tables import hot_path_calls, hot_path_hours, series_rollups, service_rollups, windows
 from server.timeplan import DAY, HOUR, MINUTE
 
 BATCH = 5_000
@@ -31,7 +31,15 @@ def enforce(engine: Engine, retention: Retention, now: datetime | None = None) -
         with write_transaction(engine) as conn:
             victims = (
                 select(windows.c.id)
-                .where(windows.c.start_us < cutoff[0], windows.c.rolled_up.is_(True))
+                .where(
+                    windows.c.start_us < cutoff[0],
+                    windows.c.rolled_up.is_(True),
+                    # its hot-path calls (deleted with it) must be in their hours first
+                    ~exists().where(
+                        hot_path_calls.c.window_id == windows.c.id,
+                        hot_path_calls.c.rolled_up.is_(False),
+                    ),
+                )
                 .limit(BATCH)
             )
             count = conn.execute(delete(windows).where(windows.c.id.in_(victims))).rowcount
@@ -47,4 +55,8 @@ def enforce(engine: Engine, retention: Retention, now: datetime | None = None) -
                         table.c.resolution_s == resolution, table.c.bucket_us < cutoff[resolution]
                     )
                 ).rowcount
+    with write_transaction(engine) as conn:  # hot-path hours live as long as stack hours
+        deleted += conn.execute(
+            delete(hot_path_hours).where(hot_path_hours.c.hour_us < cutoff[HOUR])
+        ).rowcount
     return deleted

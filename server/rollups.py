@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Table, and_, or_, select, text, updat
 
 from server import pairs as pairs_codec
 from server.database import write_transaction
+from server.hotpath_rollups import roll_up_hot_paths
 from server.store import from_us, to_us
 from server.tables import rollup_progress, series_rollups, service_rollups, windows
 from server.timeplan import DAY, HOUR, MINUTE
@@ -37,8 +38,9 @@ Key = tuple[int, int, int]  # owner id, resolution, bucket start
 
 
 def roll_up(engine: Engine, *, batch: int = 5_000, now: datetime | None = None) -> int:
-    """One run: roll up to `batch` windows, then build closed hours and days. Returns the
-    number of windows rolled up (0 when another server holds the lock)."""
+    """One run: roll up to `batch` windows, then build closed hours and days, and merge up to
+    `batch` hot-path rows into their hours. Returns the number of windows and hot-path rows
+    rolled up (0 when another server holds the lock)."""
     with write_transaction(engine) as conn:
         if not _take_lock(conn):
             return 0
@@ -47,6 +49,7 @@ def roll_up(engine: Engine, *, batch: int = 5_000, now: datetime | None = None) 
             now_us = to_us(now or datetime.now(UTC))
             for resolution in (HOUR, DAY):
                 _build_closed(conn, resolution, now_us)
+        rolled += roll_up_hot_paths(conn, batch)
     return rolled
 
 

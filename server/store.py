@@ -12,21 +12,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from profiler.formats import window as wire
-from profiler.hotpath.histogram import NUM_BUCKETS, Histogram
+from profiler.hotpath.histogram import Histogram
 from profiler.model import Profile, Unit
 from server import pairs as pairs_codec
 from server.database import read_snapshot, write_transaction
+from server.hotpath_rollups import HOUR_US
+from server.hotpath_rollups import decode as _histogram
+from server.hotpath_rollups import encode as _encode_histogram
 from server.interning import LRU, Interner, Learned
 from server.tables import (
     hot_path_calls,
+    hot_path_hours,
     rollup_progress,
     series,
     series_labels,
@@ -223,51 +227,31 @@ class Store:
         labels: dict[str, str] | None = None,
     ) -> dict[str, tuple[int | None, Histogram]]:
         """Per hot path: its budget (the latest one shipped) and the merged histogram of the
-        calls in windows that start in [start, end)."""
-        query = select(
-            hot_path_calls.c.name,
-            hot_path_calls.c.budget_ns,
-            hot_path_calls.c.sum_ns,
-            hot_path_calls.c.max_ns,
-            hot_path_calls.c.buckets,
-        ).order_by(hot_path_calls.c.start_us)
+        calls in windows that start in [start, end). Whole hours come from hour rows, which
+        outlive raw windows; the edges of the range need raw windows."""
         merged: dict[str, tuple[int | None, Histogram]] = {}
         with read_snapshot(self.engine) as conn:
             service_id = self._known_service(conn, service)
-            query = query.where(
-                hot_path_calls.c.service_id == service_id,
-                hot_path_calls.c.start_us >= to_us(start),
-                hot_path_calls.c.start_us < to_us(end),
-            )
-            if labels:
-                query = query.where(
-                    hot_path_calls.c.series_id.in_(_matching_series(conn, service_id, labels))
-                )
-            for name, budget, sum_ns, max_ns, blob in conn.execute(query):
-                calls = _histogram(sum_ns, max_ns, blob)
-                previous = merged.get(name)
+            for row in _hot_path_rows(conn, service_id, to_us(start), to_us(end), labels):
+                calls = _histogram(row.sum_ns, row.max_ns, row.buckets)
+                budget = row.budget_ns
+                previous = merged.get(row.name)
                 if previous is not None:
                     calls = previous[1].merge(calls)
                     budget = budget if budget is not None else previous[0]
-                merged[name] = (budget, calls)
+                merged[row.name] = (budget, calls)
         return merged
 
     def hot_path_functions(self, service: str, start: datetime, end: datetime) -> dict[str, str]:
         """Per hot path, the function it times ("qualname (filename)"), as last shipped in
         windows starting in [start, end)."""
-        query = (
-            select(hot_path_calls.c.name, hot_path_calls.c.function)
-            .where(hot_path_calls.c.function.is_not(None))
-            .order_by(hot_path_calls.c.start_us)
-        )
+        functions: dict[str, str] = {}
         with read_snapshot(self.engine) as conn:
             service_id = self._known_service(conn, service)
-            query = query.where(
-                hot_path_calls.c.service_id == service_id,
-                hot_path_calls.c.start_us >= to_us(start),
-                hot_path_calls.c.start_us < to_us(end),
-            )
-            return dict(conn.execute(query).tuples().all())
+            for row in _hot_path_rows(conn, service_id, to_us(start), to_us(end), None):
+                if row.function is not None:
+                    functions[row.name] = row.function
+        return functions
 
     def hot_path_timeline(
         self,
@@ -279,33 +263,24 @@ class Store:
         labels: dict[str, str] | None = None,
     ) -> list[tuple[datetime, Histogram]]:
         """The calls of one hot path merged per `step_s` bucket (by window start), for the
-        latency-over-time chart. Buckets without calls are left out."""
+        latency-over-time chart. Buckets without calls are left out. Steps of whole hours
+        read hour rows (and reach past raw retention); finer steps need raw windows."""
         step_us = step_s * 1_000_000
-        query = (
-            select(
-                hot_path_calls.c.start_us,
-                hot_path_calls.c.sum_ns,
-                hot_path_calls.c.max_ns,
-                hot_path_calls.c.buckets,
-            )
-            .where(hot_path_calls.c.name == name)
-            .order_by(hot_path_calls.c.start_us)
-        )
         merged: dict[int, Histogram] = {}
         with read_snapshot(self.engine) as conn:
             service_id = self._known_service(conn, service)
-            query = query.where(
-                hot_path_calls.c.service_id == service_id,
-                hot_path_calls.c.start_us >= to_us(start),
-                hot_path_calls.c.start_us < to_us(end),
+            rows = _hot_path_rows(
+                conn,
+                service_id,
+                to_us(start),
+                to_us(end),
+                labels,
+                name=name,
+                hours=step_us % HOUR_US == 0,
             )
-            if labels:
-                query = query.where(
-                    hot_path_calls.c.series_id.in_(_matching_series(conn, service_id, labels))
-                )
-            for start_us, sum_ns, max_ns, blob in conn.execute(query):
-                calls = _histogram(sum_ns, max_ns, blob)
-                bucket = start_us - start_us % step_us
+            for row in rows:
+                calls = _histogram(row.sum_ns, row.max_ns, row.buckets)
+                bucket = row.at_us - row.at_us % step_us
                 previous = merged.get(bucket)
                 merged[bucket] = calls if previous is None else previous.merge(calls)
         return [(from_us(bucket), calls) for bucket, calls in sorted(merged.items())]
@@ -511,18 +486,64 @@ class Store:
         return Availability(oldest, {3600: built.get(3600, 0), 86400: built.get(86400, 0)})
 
 
-def _histogram(sum_ns: int, max_ns: int, blob: bytes) -> Histogram:
-    buckets = pairs_codec.decode(blob)
-    counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
-    counts[buckets.ids.astype(np.int64)] = buckets.counts.astype(np.int64)
-    return Histogram(counts, sum_ns, max_ns)
+def _hot_path_rows(
+    conn: Connection,
+    service_id: int,
+    start_us: int,
+    end_us: int,
+    labels: dict[str, str] | None,
+    *,
+    name: str | None = None,
+    hours: bool = True,
+) -> list[Row[Any]]:
+    """The hot-path rows that make up [start_us, end_us), oldest first: an hour row for each
+    whole hour (with `hours`), raw rows for the rest and for any raw row not merged into its
+    hour yet (server/hotpath_rollups.py), so nothing is counted twice or missed."""
+    raw, hour = hot_path_calls.c, hot_path_hours.c
+    first_hour = -(-start_us // HOUR_US) * HOUR_US
+    last_hour = end_us - end_us % HOUR_US
+    use_hours = hours and first_hour < last_hour
+    columns = (raw.name, raw.budget_ns, raw.function, raw.sum_ns, raw.max_ns, raw.buckets)
+    query = select(raw.start_us.label("at_us"), *columns).where(
+        raw.service_id == service_id, raw.start_us >= start_us, raw.start_us < end_us
+    )
+    if use_hours:
+        query = query.where(
+            or_(
+                raw.start_us < first_hour,
+                raw.start_us >= last_hour,
+                raw.rolled_up.is_(False),
+            )
+        )
+    queries = [(query, raw)]
+    if use_hours:
+        columns = (hour.name, hour.budget_ns, hour.function, hour.sum_ns, hour.max_ns, hour.buckets)
+        queries.append(
+            (
+                select(hour.hour_us.label("at_us"), *columns).where(
+                    hour.service_id == service_id,
+                    hour.hour_us >= first_hour,
+                    hour.hour_us < last_hour,
+                ),
+                hour,
+            )
+        )
+    series_ids = _matching_series(conn, service_id, labels) if labels else None
+    rows: list[Row[Any]] = []
+    for chosen, table in queries:
+        if name is not None:
+            chosen = chosen.where(table.name == name)
+        if series_ids is not None:
+            chosen = chosen.where(table.series_id.in_(series_ids))
+        rows.extend(conn.execute(chosen))
+    rows.sort(key=lambda row: row.at_us)
+    return rows
 
 
 def _hot_path_row(
     hot_path: wire.HotPathWindow, window_id: int, service_id: int, series_id: int, start_us: int
 ) -> dict[str, object]:
     calls = Histogram.from_wire(hot_path.histogram)
-    nonzero = np.flatnonzero(calls.counts)
     return {
         "window_id": window_id,
         "service_id": service_id,
@@ -534,9 +555,7 @@ def _hot_path_row(
         "count": calls.count,
         "sum_ns": calls.sum,
         "max_ns": calls.max,
-        "buckets": pairs_codec.encode(
-            pairs_codec.Pairs(nonzero.astype(np.uint64), calls.counts[nonzero].astype(np.uint64))
-        ),
+        "buckets": _encode_histogram(calls),
     }
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -131,7 +132,29 @@ hot_path_calls = Table(
     Column("sum_ns", BigInteger, nullable=False),
     Column("max_ns", BigInteger, nullable=False),
     Column("buckets", LargeBinary, nullable=False),
+    # Merged into hot_path_hours (server/hotpath_rollups.py), which outlive raw windows.
+    Column("rolled_up", Boolean, nullable=False, server_default=false()),
     Index("ix_hot_path_calls_service_start", "service_id", "start_us"),
+    Index("ix_hot_path_calls_rolled_up", "rolled_up", "id"),
+)
+
+# The calls of each hot path merged per series and hour: latency history past raw retention.
+hot_path_hours = Table(
+    "hot_path_hours",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
+    Column("series_id", Id, ForeignKey("series.id"), nullable=False),
+    Column("name", String(112), nullable=False),
+    Column("hour_us", BigInteger, nullable=False),
+    Column("budget_ns", BigInteger, nullable=True),
+    Column("function", Text, nullable=True),
+    Column("count", BigInteger, nullable=False),
+    Column("sum_ns", BigInteger, nullable=False),
+    Column("max_ns", BigInteger, nullable=False),
+    Column("buckets", LargeBinary, nullable=False),
+    Index("ux_hot_path_hours_key", "series_id", "name", "hour_us", unique=True),
+    Index("ix_hot_path_hours_service_hour", "service_id", "hour_us"),
 )
 
 # How far hour and day rollups are complete: built from minute (hour) rollups once the
