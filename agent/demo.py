@@ -59,6 +59,11 @@ def run_demo(port: int, data_dir: Path, window_s: float) -> None:
         click.echo(f"\nserver:  {url}  (SQLite in {data_dir})")
         click.echo(f"trader:  pid {trader.pid}, service 'demo-trader'")
         click.echo(f"flame graph (first window after {window_s:g} s): {url}/services/demo-trader")
+        click.echo(
+            "hot path (3 ms budget, p99 breaches it): "
+            f"{url}/services/demo-trader/hotpaths/order_execution"
+        )
+        click.echo(f"alerts (after 3 breached 10 s intervals): {url}/alerts")
         click.echo("Ctrl-C stops the demo.\n")
         attach(
             AttachOptions(
