@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import httpx
 
+from agent.gate_cli import gate
 from profiler.labels import parse_labels
 from profiler.timespec import parse_range
 
@@ -281,6 +282,9 @@ def demo(port: int, data_dir: Path, window: float) -> None:
     from agent.demo import run_demo
 
     run_demo(port=port, data_dir=data_dir, window_s=window)
+
+
+cli.add_command(gate)
 
 
 def _query(

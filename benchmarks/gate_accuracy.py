@@ -1,0 +1,464 @@
+"""Accuracy of `hotpath gate` against pytest-benchmark's `--benchmark-compare-fail` rules, on
+the same synthetic benchmark histories with regressions of known size planted at known places.
+
+    .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 10]
+        [--sizes 5,10,20] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
+        [--noise-scale 1] [--scale-spread S]
+
+Each trial builds a suite of benchmarks, `--history` baseline runs and one head run, in which
+two benchmarks per regression size are made slower (every round x (1 + size)); the others
+are unchanged. Printed side by side: the share of planted regressions found per size, and the
+false-alarm rate per benchmark-run (unchanged benchmarks flagged as regressed) for
+* hotpath's gate with the whole history, and with only the latest run (its low-confidence mode),
+* the gate given 3 head runs (the CI job runs the benchmarks three times: two more full runs,
+  each with its own whole-run shift and fresh noise),
+* the gate with `--confirm 2`: the suspects of the single-run verdicts and 10 controls are
+  re-run twice (fresh draws of the same benchmarks, every round as slow as in head) and judged
+  again with the re-runs pooled in, exactly as `hotpath gate --confirm 2` does,
+* pytest-benchmark's `mean:5%` and `min:5%`: the first head run against the ONE latest
+  baseline run, failing when the statistic is more than 5% worse (`--benchmark-compare-fail`).
+
+Re-runs happen on the same machine shortly after the head run. Whether they share its whole-run
+shift is not known from the corpus (its only runs minutes apart, dynamo-bench 0002/0003, also
+changed `max_time`), so by default each re-run draws its own shift (`--rerun-shift fresh`, the
+harder case: the gate measures each re-run's shift on the controls and assumes nothing);
+`--rerun-shift shared` gives it the head run's shift.
+
+Noise model. MEASURED from the real files in ../shared/corpus/pytest-benchmark/ when the script
+starts (printed with the results):
+* run-to-run noise per benchmark (log scale): the robust s.d. of log(median) ratios of the
+  near-A/A pairs, after removing the whole-run shift, divided by sqrt(2) - karlicoss/cachew
+  0008 vs 0009 (same machine, 208 benchmarks) and guilhermeleobas/dynamo-bench 0002 vs 0003
+  (same commit, 102 benchmarks). Their mean is the median scale;
+* spread of that scale between benchmarks (log-normal, s.d. in log): matched to the cachew
+  series 0007/0008/0009 (208 common benchmarks, 2 degrees of freedom each): the variance across
+  benchmarks of log(s^2) is reproduced by simulating t(4) noise with a grid of spreads. Those
+  runs include real code changes, so this is an upper estimate;
+* outlier rounds (1.5-3x slower): their share is the corpus' share of rounds that
+  pytest-benchmark counts as `iqr_outliers` (cachew 0008, dynamo 0002) minus the share a
+  log-normal run without outliers has (simulated); the model's own share is printed beside it;
+* within a run: per-round times log-normal with the benchmark's coefficient of variation (median
+  of the corpus' stddev/mean, cachew and dynamo), 5 to 500 rounds (cachew: 50, dynamo: 1-1316).
+ASSUMED (printed as such):
+* tails: Student t with 4 degrees of freedom: the cachew pair puts 4.3% of benchmarks beyond
+  4 robust s.d. (a normal law: 0.006%); the script prints that share for the corpus and for the
+  model, which includes the spread of scales;
+* no skew (slow side as wide as the fast side);
+* whole-run shift: normal, s.d. 3%. The corpus' consecutive same-machine runs are printed:
+  cachew's are within 1%, the dynamo pair's +6.4% is confounded by its changed max_time, and
+  three values cannot measure a spread.
+Benchmarks take 1 us to 10 ms, above the sub-microsecond floor, so the floor plays no part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from profiler.analysis.gate import compare, controls, suspects
+from profiler.analysis.gate_config import GateConfig
+from profiler.formats.pytest_benchmark import BenchRun, BenchStats, load_path
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pytest-benchmark"
+OPTIONS = {"min_rounds": 5, "max_time": 1.0, "min_time": 5e-06, "timer": "perf_counter"}
+MACHINE = {"system": "Linux", "machine": "x86_64", "python_implementation": "CPython",
+           "python_version": "3.12.3", "cpu": {"brand_raw": "synthetic"}}  # fmt: skip
+T_DF = 4  # assumed
+SHIFT_SD = 0.03  # assumed
+ROUNDS = (5, 50, 500)
+HEAD_RUNS = 3
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    sigma: float  # median run-to-run robust s.d. (log)
+    scale_spread: float  # s.d. of log(scale) across benchmarks
+    cv: float  # median within-run coefficient of variation
+    outlier_rounds: float  # share of rounds 1.5-3x slower
+    notes: tuple[str, ...]
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _file(prefix: str) -> Path:
+    return next(CORPUS.glob(prefix + "*"))
+
+
+def _pair(first: str, second: str) -> tuple[np.ndarray, float]:
+    a = load_path(_file(first)).by_fullname()
+    b = load_path(_file(second)).by_fullname()
+    common = sorted(set(a) & set(b))
+    if not common:
+        return np.zeros(0), math.nan
+    ratios = np.log([b[k].median / a[k].median for k in common])
+    return ratios - np.median(ratios), float(np.median(ratios))
+
+
+def _heavy(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+    """Unit robust-s.d. Student t (T_DF degrees of freedom)."""
+    return rng.standard_t(T_DF, size) / 1.0990  # 1.4826 * MAD of t(4)
+
+
+def _log_var_spread(logs: np.ndarray) -> float:
+    """Variance across benchmarks of log(s^2) of each benchmark's runs (whole-run shifts out)."""
+    resid = logs - np.median(logs - logs[:, :1], axis=0)[None, :]
+    resid = resid - resid.mean(axis=1, keepdims=True)
+    s2 = (resid**2).sum(axis=1) / (logs.shape[1] - 1)
+    return float(np.log(s2[s2 > 0]).var())
+
+
+def _scale_spread(rng: np.random.Generator) -> tuple[float, float]:
+    """Spread of noise scales across benchmarks matched to the cachew series 0007/0008/0009."""
+    runs = [load_path(_file(f"karlicoss__cachew__000{k}")).by_fullname() for k in (7, 8, 9)]
+    common = sorted(set(runs[0]) & set(runs[1]) & set(runs[2]))
+    measured = _log_var_spread(np.log([[r[k].median for r in runs] for k in common]))
+    grid = np.arange(0.0, 1.01, 0.05)
+    simulated = [
+        np.mean(
+            [
+                _log_var_spread(
+                    np.exp(rng.normal(0, s, (len(common), 1)))
+                    * _heavy(rng, (len(common), 3))
+                    * 0.03
+                )
+                for _ in range(100)
+            ]
+        )
+        for s in grid
+    ]
+    return float(np.interp(measured, simulated, grid)), measured
+
+
+def _iqr_outlier_share(data: np.ndarray) -> float:
+    """pytest-benchmark's `iqr_outliers` per round: beyond 1.5 IQR of the quartiles."""
+    q1, q3 = np.nanpercentile(data, [25, 75], axis=1)
+    iqr = q3 - q1
+    low, high = (q1 - 1.5 * iqr)[:, None], (q3 + 1.5 * iqr)[:, None]
+    out = ((data < low) | (data > high)) & np.isfinite(data)
+    return float(out.sum() / np.isfinite(data).sum())
+
+
+def _corpus_outlier_share() -> float:
+    outliers = rounds = 0
+    for prefix in ("karlicoss__cachew__0008", "guilhermeleobas__dynamo-bench__0002"):
+        for bench in json.loads(_file(prefix).read_bytes())["benchmarks"]:
+            stats = bench["stats"]
+            if stats["rounds"] >= 5 and "iqr_outliers" in stats:
+                outliers += stats["iqr_outliers"]
+                rounds += stats["rounds"]
+    return outliers / rounds
+
+
+def _consecutive_shifts() -> list[str]:
+    pairs = [
+        ("karlicoss__cachew__0003", "karlicoss__cachew__0007"),
+        ("karlicoss__cachew__0007", "karlicoss__cachew__0008"),
+        ("karlicoss__cachew__0008", "karlicoss__cachew__0009"),
+        ("guilhermeleobas__dynamo-bench__0002", "guilhermeleobas__dynamo-bench__0003"),
+    ]
+    out = []
+    for a, b in pairs:
+        ratios, shift = _pair(a, b)
+        if ratios.size:
+            out.append(f"{a.split('__')[1]} {a[-4:]}->{b[-4:]} {math.expm1(shift):+.1%}")
+    return out
+
+
+def noise_from_corpus(rng: np.random.Generator) -> NoiseModel:
+    cachew, cachew_shift = _pair("karlicoss__cachew__0008", "karlicoss__cachew__0009")
+    dynamo, dynamo_shift = _pair(
+        "guilhermeleobas__dynamo-bench__0002", "guilhermeleobas__dynamo-bench__0003"
+    )
+    sig_c, sig_d = _robust_sd(cachew) / math.sqrt(2), _robust_sd(dynamo) / math.sqrt(2)
+    tail = float(np.mean(np.abs(cachew) > 4 * _robust_sd(cachew)))
+    cvs = [
+        b.stddev / b.mean
+        for name in ("karlicoss__cachew__0008", "guilhermeleobas__dynamo-bench__0002")
+        for b in load_path(_file(name)).benchmarks
+        if b.rounds > 1 and b.mean > 0
+    ]
+    cv = float(np.median(cvs))
+    spread, log_var = _scale_spread(rng)
+    corpus_outliers = _corpus_outlier_share()
+    clean = _iqr_outlier_share(np.exp(cv * rng.standard_normal((400, 200))))
+    outlier_rounds = max(corpus_outliers - clean, 0.0)
+    sigma = (sig_c + sig_d) / 2
+    # the model's own pair tail share, with its spread of scales
+    scales = np.exp(rng.normal(0, spread, 20000))
+    model_pair = scales * (_heavy(rng, 20000) - _heavy(rng, 20000))
+    model_tail = float(np.mean(np.abs(model_pair) > 4 * _robust_sd(model_pair)))
+    notes = (
+        f"measured: cachew 0008/0009 run-to-run {sig_c:.1%} per run (shift {cachew_shift:+.1%}); "
+        f"dynamo 0002/0003 (A/A) {sig_d:.1%} (shift {dynamo_shift:+.1%}); median {sigma:.1%}",
+        f"measured: spread of scales across benchmarks {spread:.2f} (log s.d.; cachew "
+        f"0007/0008/0009 var log s^2 = {log_var:.2f}, matched under t({T_DF}) noise)",
+        f"measured: within-run cv median {cv:.1%} over {len(cvs)} corpus benchmarks; "
+        f"iqr_outliers {corpus_outliers:.1%} of rounds (no-outlier model {clean:.1%}) -> "
+        f"{outlier_rounds:.1%} outlier rounds",
+        f"assumed: t({T_DF}) tails: share of pairs beyond 4 robust s.d. {tail:.1%} in the cachew "
+        f"pair, {model_tail:.1%} in the model",
+        f"assumed: whole-run shift s.d. {SHIFT_SD:.0%}; corpus consecutive runs: "
+        + ", ".join(_consecutive_shifts()),
+    )
+    return NoiseModel(sigma, spread, cv, outlier_rounds, notes)
+
+
+@dataclass
+class Suite:
+    log_mu: np.ndarray
+    sigma: np.ndarray
+    cv: np.ndarray
+    rounds: np.ndarray
+
+
+def make_suite(rng: np.random.Generator, n: int, model: NoiseModel) -> Suite:
+    return Suite(
+        log_mu=rng.uniform(math.log(1e-6), math.log(1e-2), n),
+        sigma=model.sigma * np.exp(rng.normal(0, model.scale_spread, n)),
+        cv=model.cv * np.exp(rng.normal(0, 0.5, n)),
+        rounds=rng.choice(ROUNDS, n),
+    )
+
+
+def make_run(
+    rng: np.random.Generator,
+    suite: Suite,
+    model: NoiseModel,
+    source: str,
+    slowdown: np.ndarray,
+    shift: float | None = None,
+    only: set[int] | None = None,
+) -> BenchRun:
+    """One run of the suite (or of the benchmarks in `only`): its own whole-run shift unless
+    given, fresh run-to-run noise, per-round times with outlier rounds."""
+    n = suite.log_mu.size
+    shift = rng.normal(0, SHIFT_SD) if shift is None else shift
+    level = suite.log_mu + shift + suite.sigma * _heavy(rng, n)
+    width = int(suite.rounds.max())
+    data = np.exp(level[:, None] + suite.cv[:, None] * rng.standard_normal((n, width)))
+    outliers = rng.random((n, width)) < model.outlier_rounds
+    data = np.where(outliers, data * rng.uniform(1.5, 3.0, (n, width)), data)
+    data *= 1 + slowdown[:, None]
+    data[np.arange(width)[None, :] >= suite.rounds[:, None]] = np.nan
+    q1, median, q3 = np.nanpercentile(data, [25, 50, 75], axis=1)
+    mean, low, high = np.nanmean(data, axis=1), np.nanmin(data, axis=1), np.nanmax(data, axis=1)
+    stddev = np.nanstd(data, axis=1, ddof=1)
+    benches = tuple(
+        BenchStats(
+            fullname=bench_name(b),
+            name=f"test_{b}",
+            group=None,
+            params=None,
+            min=float(low[b]),
+            max=float(high[b]),
+            mean=float(mean[b]),
+            median=float(median[b]),
+            stddev=float(stddev[b]),
+            iqr=float(q3[b] - q1[b]),
+            rounds=int(suite.rounds[b]),
+            iterations=1,
+            data=None,
+            quirks=(),
+        )
+        for b in range(n)
+        if only is None or b in only
+    )
+    return BenchRun(
+        source=source,
+        version="5.2.3",
+        datetime=None,
+        machine_info=MACHINE,
+        commit_info={},
+        options=OPTIONS,
+        benchmarks=benches,
+        quirks=(),
+    )
+
+
+def bench_name(b: int) -> str:
+    return f"tests/test_suite.py::test_{b}"
+
+
+def pytest_benchmark_rule(head: BenchRun, base: BenchRun, stat: str, limit: float) -> set[str]:
+    """`--benchmark-compare-fail=STAT:5%`: worse than the one baseline by more than limit."""
+    base_map = base.by_fullname()
+    return {
+        b.fullname
+        for b in head.benchmarks
+        if getattr(b, stat) > getattr(base_map[b.fullname], stat) * (1 + limit)
+    }
+
+
+@dataclass
+class Cost:
+    suspects: int = 0
+    controls: int = 0
+    trials: int = 0
+
+
+def confirmed(
+    rng: np.random.Generator,
+    suite: Suite,
+    model: NoiseModel,
+    head: BenchRun,
+    head_shift: float,
+    history: list[BenchRun],
+    slowdown: np.ndarray,
+    config: GateConfig,
+    shared_shift: bool,
+    times: int,
+    cost: Cost,
+) -> set[str]:
+    """What `hotpath gate HEAD --confirm TIMES` flags: screen, re-run the suspects and the
+    controls, judge again."""
+    first = compare(head, history, config)
+    suspected = suspects(first, config)
+    cost.trials += 1
+    if not suspected:
+        return {v.fullname for v in first.regressed}
+    control = controls(first, suspected)
+    cost.suspects += len(suspected)
+    cost.controls += len(control)
+    index = {bench_name(b): b for b in range(suite.log_mu.size)}
+    rerun_shift = head_shift if shared_shift else None
+    only = {index[name] for name in [*suspected, *control]}
+    reruns = [
+        make_run(rng, suite, model, f"rerun-{r}", slowdown, rerun_shift, only) for r in range(times)
+    ]
+    final = compare(head, history, config, reruns=reruns, suspected=suspected)
+    return {v.fullname for v in final.regressed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--benchmarks", type=int, default=40)
+    parser.add_argument("--history", type=int, default=10)
+    parser.add_argument("--sizes", default="5,10,20", help="regression sizes in percent")
+    parser.add_argument("--per-size", type=int, default=2, help="regressions planted per size")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--noise-scale", type=float, default=1.0,
+        help="multiply the corpus' run-to-run noise (sensitivity: 0.5 for a quiet machine)",
+    )  # fmt: skip
+    parser.add_argument("--confirm", type=int, default=2, help="re-runs of the suspects")
+    parser.add_argument(
+        "--scale-spread", type=float,
+        help="override the measured spread of noise scales across benchmarks (sensitivity)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rerun-shift", choices=("fresh", "shared"), default="fresh",
+        help="confirmation re-runs draw their own whole-run shift, or share the head run's",
+    )  # fmt: skip
+    args = parser.parse_args()
+    sizes = [float(s) / 100 for s in args.sizes.split(",")]
+    rng = np.random.default_rng(args.seed)
+    model = noise_from_corpus(rng)
+    spread = model.scale_spread if args.scale_spread is None else args.scale_spread
+    model = NoiseModel(
+        model.sigma * args.noise_scale, spread, model.cv, model.outlier_rounds, model.notes
+    )
+    config = GateConfig()
+    methods = [
+        "hotpath gate",
+        "hotpath gate, 1 baseline",
+        f"hotpath gate, {HEAD_RUNS} head runs",
+        f"hotpath gate + confirm {args.confirm}",
+        "mean:5%",
+        "min:5%",
+    ]
+    found = {m: {s: 0 for s in sizes} for m in methods}
+    false_alarms = dict.fromkeys(methods, 0)
+    planted = dict.fromkeys(sizes, 0)
+    clean = 0
+    cost = Cost()
+    started = time.perf_counter()
+    for _ in range(args.trials):
+        suite = make_suite(rng, args.benchmarks, model)
+        zero = np.zeros(args.benchmarks)
+        history = [make_run(rng, suite, model, f"run-{k}", zero) for k in range(args.history)]
+        slowdown = zero.copy()
+        where = rng.choice(args.benchmarks, len(sizes) * args.per_size, replace=False)
+        for j, b in enumerate(where):
+            slowdown[b] = sizes[j // args.per_size]
+        head_shift = float(rng.normal(0, SHIFT_SD))
+        head = make_run(rng, suite, model, "head", slowdown, head_shift)
+        more = [make_run(rng, suite, model, f"head-{r}", slowdown) for r in range(1, HEAD_RUNS)]
+        flagged = {
+            methods[0]: {v.fullname for v in compare(head, history, config).regressed},
+            methods[1]: {v.fullname for v in compare(head, history[-1:], config).regressed},
+            methods[2]: {v.fullname for v in compare([head, *more], history, config).regressed},
+            methods[3]: confirmed(
+                rng,
+                suite,
+                model,
+                head,
+                head_shift,
+                history,
+                slowdown,
+                config,
+                args.rerun_shift == "shared",
+                args.confirm,
+                cost,
+            ),
+            "mean:5%": pytest_benchmark_rule(head, history[-1], "mean", 0.05),
+            "min:5%": pytest_benchmark_rule(head, history[-1], "min", 0.05),
+        }
+        for b in range(args.benchmarks):
+            name = bench_name(b)
+            size = float(slowdown[b])
+            if size:
+                planted[size] += 1
+            else:
+                clean += 1
+            for method in methods:
+                if name in flagged[method]:
+                    if size:
+                        found[method][size] += 1
+                    else:
+                        false_alarms[method] += 1
+    elapsed = time.perf_counter() - started
+
+    print("Noise model (../shared/corpus/pytest-benchmark):")
+    for note in model.notes:
+        print(f"  {note}")
+    print(
+        f"  model: run-to-run {model.sigma:.1%} median (x log-normal {model.scale_spread:.2f} "
+        f"spread), t({T_DF}) tails, whole-run shift s.d. {SHIFT_SD:.0%}, within-run cv "
+        f"{model.cv:.1%}, {model.outlier_rounds:.1%} outlier rounds, {ROUNDS} rounds; "
+        f"re-runs: {args.rerun_shift} whole-run shift"
+    )
+    print(
+        f"{args.trials} trials x {args.benchmarks} benchmarks, {args.history} baseline runs, "
+        f"{args.per_size} regressions planted per size per trial, seed {args.seed}, "
+        f"noise scale {args.noise_scale:g}"
+        + ("" if args.scale_spread is None else f", scale spread set to {args.scale_spread:g}")
+        + " "
+        f"({elapsed:.1f} s)\n"
+    )
+    header = f"{'method':<28}" + "".join(f"{f'found {s:.0%}':>12}" for s in sizes)
+    print(header + f"{'false alarms':>15}")
+    for method in methods:
+        row = f"{method:<28}" + "".join(f"{found[method][s] / planted[s]:>12.1%}" for s in sizes)
+        print(row + f"{false_alarms[method] / clean:>15.2%}")
+    per_trial = max(cost.trials, 1)
+    print(
+        f"\nfalse alarms: unchanged benchmarks flagged as regressed, per benchmark-run "
+        f"({clean} benchmark-runs); found: of {planted[sizes[0]]} planted per size."
+        f"\nconfirm {args.confirm}: on average {cost.suspects / per_trial:.1f} suspects + "
+        f"{cost.controls / per_trial:.1f} controls of {args.benchmarks} benchmarks re-run "
+        f"{args.confirm} times per head run."
+        "\nGoal (DESIGN.md): >= 95% of >= 10% regressions found with <= 1% false alarms."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The gate's statistics as pure functions, on synthetic runs with known truth."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from profiler.analysis.gate import benjamini_hochberg, compare, controls, suspects
+from profiler.analysis.gate_config import GateConfig, GateConfigError, load_config
+from profiler.formats.pytest_benchmark import BenchRun, BenchStats
+
+MACHINE = {"system": "Linux", "machine": "x86_64", "python_version": "3.12.1"}
+OPTIONS = {"max_time": 1.0, "min_rounds": 5}
+
+
+def _run(
+    medians: np.ndarray, index: int, *, machine: dict | None = None, options: dict | None = None
+) -> BenchRun:
+    benches = tuple(
+        BenchStats(
+            fullname=f"t.py::test_{i}",
+            name=f"test_{i}",
+            group="g" if i < 2 else None,
+            params=None,
+            min=m * 0.95,
+            max=m * 1.2,
+            mean=m,
+            median=m,
+            stddev=m * 0.02,
+            iqr=m * 0.02,
+            rounds=100,
+            iterations=1,
+            data=None,
+            quirks=(),
+        )
+        for i, m in enumerate(medians)
+    )
+    return BenchRun(
+        source=f"run-{index}", version="5.2.3", datetime=None, machine_info=machine or MACHINE,
+        commit_info={}, options=options or OPTIONS, benchmarks=benches, quirks=(),
+    )  # fmt: skip
+
+
+def _history(rng: np.random.Generator, base: np.ndarray, runs: int) -> list[BenchRun]:
+    return [
+        _run(base * np.exp(rng.normal(0, 0.02, base.size) + rng.normal(0, 0.02)), k)
+        for k in range(runs)
+    ]
+
+
+@pytest.fixture
+def base() -> np.ndarray:
+    return np.geomspace(2e-6, 5e-3, 30)
+
+
+def test_a_a_runs_give_no_regression(base: np.ndarray) -> None:
+    rng = np.random.default_rng(7)
+    flagged = 0
+    for _ in range(20):
+        history = _history(rng, base, 8)
+        head = _history(rng, base, 1)[0]
+        flagged += len(compare(head, history, GateConfig()).regressed)
+    assert flagged <= 1  # 600 benchmark-runs
+
+
+def test_planted_20_percent_regression_is_found_with_its_size(base: np.ndarray) -> None:
+    rng = np.random.default_rng(8)
+    history = _history(rng, base, 8)
+    slowed = base * np.exp(rng.normal(0, 0.02, base.size))
+    slowed[[3, 17]] *= 1.2
+    result = compare(_run(slowed, 99), history, GateConfig())
+    assert {v.fullname for v in result.regressed} == {"t.py::test_3", "t.py::test_17"}
+    for v in result.regressed:
+        assert v.ci_low is not None and v.ci_high is not None
+        assert v.ci_low < 0.2 < v.ci_high
+        assert v.q_value is not None and v.q_value <= 0.05
+
+
+def test_speedups_are_reported_as_improved(base: np.ndarray) -> None:
+    rng = np.random.default_rng(9)
+    history = _history(rng, base, 8)
+    faster = base.copy()
+    faster[5] *= 0.7
+    verdicts = {
+        v.fullname: v.verdict for v in compare(_run(faster, 99), history, GateConfig()).verdicts
+    }
+    assert verdicts["t.py::test_5"] == "improved"
+
+
+def test_sub_microsecond_change_below_the_floor_does_not_fail() -> None:
+    base = np.full(12, 50e-9)  # 50 ns benchmarks
+    history = [_run(base * (1 + 0.001 * k), k) for k in range(6)]
+    slowed = base.copy()
+    slowed[0] *= 1.15  # +7.5 ns: significant, >= 5%, below a 10 ns floor
+    result = compare(_run(slowed, 99), history, GateConfig(floor_ns=10))
+    v = next(v for v in result.verdicts if v.fullname == "t.py::test_0")
+    assert v.verdict == "unchanged" and "floor" in v.evidence
+    loose = compare(_run(slowed, 99), history, GateConfig(floor_ns=1))
+    assert [v.fullname for v in loose.regressed] == ["t.py::test_0"]
+
+
+def test_min_effect_per_group_is_respected(base: np.ndarray) -> None:
+    rng = np.random.default_rng(10)
+    history = _history(rng, base, 8)
+    slowed = base.copy()
+    slowed[[0, 5]] *= 1.12
+    config = GateConfig(min_effect_for=(("group:g", 0.25),))
+    names = {v.fullname for v in compare(_run(slowed, 99), history, config).regressed}
+    assert "t.py::test_0" not in names  # group g needs 25%
+    assert "t.py::test_5" in names
+
+
+def test_one_baseline_run_is_low_confidence(base: np.ndarray) -> None:
+    rng = np.random.default_rng(11)
+    result = compare(_history(rng, base, 1)[0], _history(rng, base, 1), GateConfig())
+    assert result.low_confidence
+    assert any("low confidence" in w and "--baseline" in w for w in result.warnings)
+
+
+def test_other_machine_or_options_are_not_judged(base: np.ndarray) -> None:
+    history = [_run(base, k) for k in range(4)]
+    other = _run(base * 1.5, 9, machine={**MACHINE, "cpu": {"brand_raw": "other"}})
+    result = compare(other, history, GateConfig())
+    assert not result.regressed and {v.verdict for v in result.verdicts} == {"unknown"}
+    assert any("machine differs" in w for w in result.warnings)
+    changed = compare(_run(base * 1.5, 9, options={**OPTIONS, "max_time": 0.01}), history,
+                      GateConfig())  # fmt: skip
+    assert any("max_time 1.0 -> 0.01" in w for w in changed.warnings)
+    assert not changed.regressed
+
+
+def _only(run: BenchRun, names: list[str]) -> BenchRun:
+    """A re-run measures only the benchmarks it was asked for."""
+    return replace(run, benchmarks=tuple(b for b in run.benchmarks if b.fullname in names))
+
+
+def test_pooling_several_head_runs_shrinks_the_interval(base: np.ndarray) -> None:
+    rng = np.random.default_rng(12)
+    history = _history(rng, base, 8)
+    heads = _history(rng, base, 3)
+    one = {v.fullname: v for v in compare(heads[0], history, GateConfig()).verdicts}
+    pooled = compare(heads, history, GateConfig())
+    assert pooled.head_sources == ["run-0", "run-1", "run-2"]
+    for v in pooled.verdicts:
+        single = one[v.fullname]
+        assert v.head_runs == 3 and single.head_runs == 1
+        assert v.ci_high - v.ci_low < 0.8 * (single.ci_high - single.ci_low)
+        assert "3 head run(s)" in v.evidence
+
+
+def test_a_suspect_that_reruns_slow_is_confirmed(base: np.ndarray) -> None:
+    rng = np.random.default_rng(13)
+    history = _history(rng, base, 8)
+    slow = base.copy()
+    slow[4] *= 1.15
+    head = _run(slow * np.exp(rng.normal(0, 0.02, base.size)), 90)
+    first = compare(head, history, GateConfig())
+    suspected = suspects(first, GateConfig())
+    assert "t.py::test_4" in suspected
+    asked = [*suspected, *controls(first, suspected)]
+    reruns = [_only(r, asked) for r in _history(rng, slow, 2)]
+    final = compare(head, history, GateConfig(), reruns=reruns, suspected=suspected)
+    v = next(v for v in final.verdicts if v.fullname == "t.py::test_4")
+    assert v.verdict == "regressed" and v.confirmation == "confirmed" and v.head_runs == 3
+    assert v.evidence.startswith("confirmed by 2 re-runs")
+    assert v.ci_low is not None and v.ci_low < 0.15 < v.ci_high  # type: ignore[operator]
+    assert final.reruns == 2 and final.suspects == sorted(suspected)
+
+
+def test_a_suspect_that_reruns_normal_is_cleared(base: np.ndarray) -> None:
+    rng = np.random.default_rng(14)
+    history = _history(rng, base, 8)
+    noisy = base * np.exp(rng.normal(0, 0.02, base.size))
+    noisy[6] *= 1.15  # one unlucky head run: the code did not change
+    head = _run(noisy, 91)
+    first = compare(head, history, GateConfig())
+    assert "t.py::test_6" in {v.fullname for v in first.regressed}
+    suspected = suspects(first, GateConfig())
+    asked = [*suspected, *controls(first, suspected)]
+    reruns = [_only(r, asked) for r in _history(rng, base, 2)]
+    final = compare(head, history, GateConfig(), reruns=reruns, suspected=suspected)
+    v = next(v for v in final.verdicts if v.fullname == "t.py::test_6")
+    assert v.verdict == "unchanged" and v.confirmation == "not confirmed"
+    assert v.evidence.startswith("not confirmed by 2 re-runs")
+    assert not final.regressed
+
+
+def test_a_rerun_on_a_slower_machine_is_measured_on_the_controls(base: np.ndarray) -> None:
+    """The re-runs ran 12% slower across the board (a busier runner): the controls show it, so
+    the suspects are judged on what is left, and nothing is confirmed."""
+    rng = np.random.default_rng(15)
+    history = _history(rng, base, 8)
+    noisy = base * np.exp(rng.normal(0, 0.02, base.size))
+    noisy[6] *= 1.15
+    head = _run(noisy, 92)
+    first = compare(head, history, GateConfig())
+    suspected = suspects(first, GateConfig())
+    asked = [*suspected, *controls(first, suspected)]
+    reruns = [_only(r, asked) for r in _history(rng, base * 1.12, 2)]
+    final = compare(head, history, GateConfig(), reruns=reruns, suspected=suspected)
+    assert not final.regressed
+    v = next(v for v in final.verdicts if v.fullname == "t.py::test_6")
+    assert v.confirmation == "not confirmed" and v.change is not None and v.change < 0.1
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.5, 0.001])
+    q = benjamini_hochberg(p)
+    # sorted p: .001 .01 .03 .04 .5 -> *n/rank: .005 .025 .05 .05 .5
+    np.testing.assert_allclose(q, [0.025, 0.05, 0.05, 0.5, 0.005])
+    assert (q >= p).all()
+
+
+def test_config_from_pyproject(tmp_path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.hotpath.gate]\nmin_effect = "7%"\nfloor_ns = 20\n'
+        '[tool.hotpath.gate.min_effect_for]\n"t.py::test_io*" = 0.2\n"group:slow" = "30%"\n'
+    )
+    sub = tmp_path / "src"
+    sub.mkdir()
+    config = load_config(cwd=sub)
+    assert config.min_effect == pytest.approx(0.07) and config.floor_ns == 20
+    assert config.effect_for("t.py::test_io_read", None) == pytest.approx(0.2)
+    assert config.effect_for("t.py::x", "slow") == pytest.approx(0.3)
+    assert config.effect_for("t.py::x", None) == pytest.approx(0.07)
+    (tmp_path / "bad.toml").write_text("min_effect = 'lots'\n")
+    with pytest.raises(GateConfigError, match=r"bad\.toml"):
+        load_config(tmp_path / "bad.toml")
