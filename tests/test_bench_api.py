@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import zstandard
 
-CORPUS = Path("/work/shared/corpus/pytest-benchmark")
+from tests.corpus import CORPUS
+
 BIDICT = CORPUS / "jab__bidict__baseline.json"
 OLD_FORMAT = next(CORPUS.glob("ionelmc__pytest-benchmark__0002_*.json"))
 PDFMINER = CORPUS / "pdfminer__pdfminer.six__0001_baseline.json"

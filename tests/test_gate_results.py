@@ -15,8 +15,8 @@ from profiler.formats.pytest_benchmark import (
     load_path,
     load_run,
 )
+from tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pytest-benchmark"
 CORPUS_FILES = sorted(CORPUS.glob("*.json"))
 
 
