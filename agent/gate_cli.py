@@ -4,8 +4,11 @@ its history?
 Offline, the history is `--baseline` files or folders (a `.benchmarks/` folder); with
 `--server`, the run is uploaded and compared with the base branch's stored runs. Several
 results files are repeated runs of the same head, pooled per benchmark (the first is the one
-uploaded and named). `--confirm N` re-runs the suspects of the first verdicts N times with real
-pytest in the current directory (or `--rootdir`), pools them in and judges again. Exit codes:
+uploaded and named). `--confirm N` re-runs the suspects of the first verdicts with real pytest
+in the current directory (or `--rootdir`), round by round, up to N rounds: after each round
+everything is judged again with the re-runs pooled in, and the suspects that are settled
+(cleared, or confirmed beyond doubt) leave the next round (see
+`profiler.analysis.gate.confirm_sequentially`). Exit codes:
 0 nothing regressed, 1 something did, 2 usage or input errors (a failed re-run included).
 """
 
@@ -80,8 +83,9 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     type=click.IntRange(0, 20),
     default=0,
     show_default=True,
-    help="Re-run the suspects (changes worth a second look) this many times with pytest, "
-    "each a separate process, and judge again with the re-runs pooled in. 0: off.",
+    help="Re-run the suspects (changes worth a second look) up to this many times with "
+    "pytest, each round a separate process, judging again after each round: settled suspects "
+    "leave early. 0: off; 6 recommended (see benchmarks/README.md).",
 )
 @click.option(
     "--pytest-args",
@@ -207,29 +211,35 @@ def _confirmed(
     confirm: _Confirm,
     extra_args: list[str],
 ) -> Comparison:
-    """Re-run the suspects (and controls, to measure each re-run's own whole-run shift) and
-    judge again with them pooled in; a failed re-run is bad input (exit 2)."""
-    from agent.gate_rerun import RerunError, rerun_benchmarks
-    from profiler.analysis.gate import compare, controls, suspects
+    """Re-run the suspects (and controls, to measure each re-run's own whole-run shift) round
+    by round, up to `confirm.times` rounds, until each is settled; a failed re-run is bad input
+    (exit 2)."""
+    from agent.gate_rerun import RerunError, rerun_once
+    from profiler.analysis.gate import confirm_sequentially, controls, suspects
 
     suspected = suspects(comparison, config)
     if not suspected:
         click.echo("confirm: no suspects, nothing to re-run", err=True)
         return comparison
-    control = controls(comparison, suspected)
+    control = set(controls(comparison, suspected))
     click.echo(
-        f"confirm: re-running {len(suspected)} suspect(s) and {len(control)} control(s) "
-        f"{confirm.times} time(s) in {confirm.rootdir}",
+        f"confirm: {len(suspected)} suspect(s), re-run with {len(control)} control(s) up to "
+        f"{confirm.times} time(s) in {confirm.rootdir}, until each is settled",
         err=True,
     )
-    try:
-        reruns = rerun_benchmarks(
-            [*suspected, *control], confirm.times, confirm.rootdir, extra_args, heads[0],
+
+    def rerun(names: list[str], index: int) -> BenchRun:
+        left = sum(name not in control for name in names)
+        click.echo(f"confirm: round {index}: {left} undecided suspect(s)", err=True)
+        return rerun_once(
+            names, index, confirm.times, confirm.rootdir, extra_args, heads[0],
             echo=lambda line: click.echo(f"confirm: {line}", err=True),
         )  # fmt: skip
+
+    try:
+        return confirm_sequentially(heads, history, config, rerun, confirm.times, first=comparison)
     except RerunError as exc:
         raise _Usage(str(exc)) from None
-    return compare(heads, history, config, reruns=reruns, suspected=suspected)
 
 
 def _history(

@@ -41,7 +41,8 @@ def summary(comparison: Comparison) -> str:
     if comparison.reruns:
         confirmed = sum(v.confirmation == "confirmed" for v in comparison.verdicts)
         text += (
-            f"; {len(comparison.suspects)} suspect(s) re-run {comparison.reruns} time(s), "
+            f"; {len(comparison.suspects)} suspect(s) re-run in {comparison.reruns} round(s) "
+            f"({comparison.benchmark_reruns} benchmark re-runs, controls included), "
             f"{confirmed} confirmed"
         )
     return text

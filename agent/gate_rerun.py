@@ -1,6 +1,6 @@
-"""Confirmation re-runs for `hotpath gate --confirm N`: the suspects (and a few controls) are
-run again with real pytest, each re-run a separate process in the project's directory, and
-read back as pytest-benchmark runs to be pooled with the head run.
+"""Confirmation re-runs for `hotpath gate --confirm N`: the undecided suspects (and a few
+controls) are run again with real pytest, each re-run round a separate process in the project's
+directory, and read back as pytest-benchmark runs to be pooled with the head run.
 
 A pytest-benchmark `fullname` is the pytest node id relative to the rootdir pytest used, so
 the node ids are passed to pytest as they are, from `rootdir` (the current directory unless
@@ -40,40 +40,38 @@ def rerun_command(node_ids: list[str], json_path: Path, pytest_args: list[str]) 
     ]  # fmt: skip
 
 
-def rerun_benchmarks(
+def rerun_once(
     node_ids: list[str],
+    index: int,
     times: int,
     rootdir: Path,
     pytest_args: list[str],
     head: BenchRun,
     echo: Callable[[str], None] = lambda _line: None,
-) -> list[BenchRun]:
-    """Run the benchmarks `node_ids` `times` times, each in a new pytest process in `rootdir`;
-    every run must measure all of them on the head run's machine with its options."""
-    runs: list[BenchRun] = []
+) -> BenchRun:
+    """Re-run `index` of up to `times`: the benchmarks `node_ids` once, in a new pytest process
+    in `rootdir`, checked to measure all of them on the head run's machine with its options."""
     with tempfile.TemporaryDirectory(prefix="hotpath-confirm-") as tmp:
-        for index in range(1, times + 1):
-            json_path = Path(tmp) / f"rerun-{index}.json"
-            command = rerun_command(node_ids, json_path, pytest_args)
-            shown = shlex.join(["python", *command[1:]])
-            echo(f"re-run {index} of {times}: {shown}")
-            try:
-                done = subprocess.run(command, cwd=rootdir, capture_output=True, text=True)
-            except OSError as exc:
-                raise RerunError(f"re-run {index} could not start pytest: {exc}") from None
-            if done.returncode not in PYTEST_RAN or not json_path.is_file():
-                tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL:])
-                raise RerunError(
-                    f"re-run {index} of {times} failed: pytest exited {done.returncode} "
-                    f"{'without writing' if not json_path.is_file() else 'after writing'} "
-                    f"its benchmark JSON (in {rootdir}: {shown})\n{tail}"
-                )
-            try:
-                run = load_path(json_path)
-            except BenchResultsError as exc:
-                raise RerunError(f"re-run {index}: {exc}") from None
-            runs.append(_checked(replace(run, source=f"re-run {index}"), node_ids, head, rootdir))
-    return runs
+        json_path = Path(tmp) / f"rerun-{index}.json"
+        command = rerun_command(node_ids, json_path, pytest_args)
+        shown = shlex.join(["python", *command[1:]])
+        echo(f"re-run {index} of up to {times}: {shown}")
+        try:
+            done = subprocess.run(command, cwd=rootdir, capture_output=True, text=True)
+        except OSError as exc:
+            raise RerunError(f"re-run {index} could not start pytest: {exc}") from None
+        if done.returncode not in PYTEST_RAN or not json_path.is_file():
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-OUTPUT_TAIL:])
+            raise RerunError(
+                f"re-run {index} of up to {times} failed: pytest exited {done.returncode} "
+                f"{'without writing' if not json_path.is_file() else 'after writing'} "
+                f"its benchmark JSON (in {rootdir}: {shown})\n{tail}"
+            )
+        try:
+            run = load_path(json_path)
+        except BenchResultsError as exc:
+            raise RerunError(f"re-run {index}: {exc}") from None
+    return _checked(replace(run, source=f"re-run {index}"), node_ids, head, rootdir)
 
 
 def _checked(run: BenchRun, node_ids: list[str], head: BenchRun, rootdir: Path) -> BenchRun:

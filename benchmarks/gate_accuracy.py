@@ -2,7 +2,7 @@
 the same synthetic benchmark histories with regressions of known size planted at known places.
 
     .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 10]
-        [--sizes 5,10,20] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
+        [--sizes 5,10,20] [--per-size 2] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
         [--noise-scale 1] [--scale-spread S]
 
 Each trial builds a suite of benchmarks, `--history` baseline runs and one head run, in which
@@ -12,9 +12,13 @@ false-alarm rate per benchmark-run (unchanged benchmarks flagged as regressed) f
 * hotpath's gate with the whole history, and with only the latest run (its low-confidence mode),
 * the gate given 3 head runs (the CI job runs the benchmarks three times: two more full runs,
   each with its own whole-run shift and fresh noise),
-* the gate with `--confirm 2`: the suspects of the single-run verdicts and 10 controls are
-  re-run twice (fresh draws of the same benchmarks, every round as slow as in head) and judged
-  again with the re-runs pooled in, exactly as `hotpath gate --confirm 2` does,
+* the gate with `--confirm N` for N = `--confirm` (2), the recommended 6 and a larger 10:
+  exactly as `hotpath gate --confirm N` does (`confirm_sequentially`), the suspects of the
+  single-run verdicts and 10 controls are re-run round by round (fresh draws of the same
+  benchmarks, every round as slow as in head) and judged again after each round with the
+  re-runs pooled in; settled suspects leave, the rest run again, up to N rounds. Its cost is
+  printed beside it: benchmark re-runs (suspects and controls over all rounds) per CI run
+  (`--per-size 0`: CI runs without regressions); the recommended line is printed last,
 * pytest-benchmark's `mean:5%` and `min:5%`: the first head run against the ONE latest
   baseline run, failing when the statistic is more than 5% worse (`--benchmark-compare-fail`).
 
@@ -55,17 +59,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from profiler.analysis.gate import compare, controls, suspects
+from profiler.analysis.gate import CONTROLS, Comparison, compare, confirm_sequentially
 from profiler.analysis.gate_config import GateConfig
 from profiler.formats.pytest_benchmark import BenchRun, BenchStats, load_path
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pytest-benchmark"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.corpus import CORPUS
+
 OPTIONS = {"min_rounds": 5, "max_time": 1.0, "min_time": 5e-06, "timer": "perf_counter"}
 MACHINE = {"system": "Linux", "machine": "x86_64", "python_implementation": "CPython",
            "python_version": "3.12.3", "cpu": {"brand_raw": "synthetic"}}  # fmt: skip
@@ -73,6 +80,8 @@ T_DF = 4  # assumed
 SHIFT_SD = 0.03  # assumed
 ROUNDS = (5, 50, 500)
 HEAD_RUNS = 3
+RECOMMENDED_CONFIRM = 6  # `hotpath gate --confirm 6`, the README's CI workflow
+LARGER_CONFIRM = 10
 
 
 @dataclass(frozen=True)
@@ -247,10 +256,13 @@ def make_run(
     outliers = rng.random((n, width)) < model.outlier_rounds
     data = np.where(outliers, data * rng.uniform(1.5, 3.0, (n, width)), data)
     data *= 1 + slowdown[:, None]
-    data[np.arange(width)[None, :] >= suite.rounds[:, None]] = np.nan
-    q1, median, q3 = np.nanpercentile(data, [25, 50, 75], axis=1)
-    mean, low, high = np.nanmean(data, axis=1), np.nanmin(data, axis=1), np.nanmax(data, axis=1)
-    stddev = np.nanstd(data, axis=1, ddof=1)
+    q1, median, q3, mean, low, high, stddev = np.empty((7, n))
+    for count in np.unique(suite.rounds):  # one vectorised pass per number of rounds
+        rows = suite.rounds == count
+        part = data[rows, :count]
+        q1[rows], median[rows], q3[rows] = np.percentile(part, [25, 50, 75], axis=1)
+        mean[rows], low[rows], high[rows] = part.mean(axis=1), part.min(axis=1), part.max(axis=1)
+        stddev[rows] = part.std(axis=1, ddof=1)
     benches = tuple(
         BenchStats(
             fullname=bench_name(b),
@@ -299,8 +311,8 @@ def pytest_benchmark_rule(head: BenchRun, base: BenchRun, stat: str, limit: floa
 
 @dataclass
 class Cost:
-    suspects: int = 0
-    controls: int = 0
+    reruns: int = 0  # benchmark re-runs (suspects and controls, all rounds)
+    rounds: int = 0  # pytest re-run processes
     trials: int = 0
 
 
@@ -316,24 +328,21 @@ def confirmed(
     shared_shift: bool,
     times: int,
     cost: Cost,
+    first: Comparison,
 ) -> set[str]:
-    """What `hotpath gate HEAD --confirm TIMES` flags: screen, re-run the suspects and the
-    controls, judge again."""
-    first = compare(head, history, config)
-    suspected = suspects(first, config)
-    cost.trials += 1
-    if not suspected:
-        return {v.fullname for v in first.regressed}
-    control = controls(first, suspected)
-    cost.suspects += len(suspected)
-    cost.controls += len(control)
+    """What `hotpath gate HEAD --confirm TIMES` flags: screen, re-run the undecided suspects and
+    the controls round by round (up to TIMES rounds), judge again."""
     index = {bench_name(b): b for b in range(suite.log_mu.size)}
     rerun_shift = head_shift if shared_shift else None
-    only = {index[name] for name in [*suspected, *control]}
-    reruns = [
-        make_run(rng, suite, model, f"rerun-{r}", slowdown, rerun_shift, only) for r in range(times)
-    ]
-    final = compare(head, history, config, reruns=reruns, suspected=suspected)
+
+    def rerun(names: list[str], look: int) -> BenchRun:
+        cost.rounds += 1
+        only = {index[name] for name in names}
+        return make_run(rng, suite, model, f"rerun-{look}", slowdown, rerun_shift, only)
+
+    final = confirm_sequentially(head, history, config, rerun, times, first=first)
+    cost.trials += 1
+    cost.reruns += final.benchmark_reruns
     return {v.fullname for v in final.regressed}
 
 
@@ -343,7 +352,10 @@ def main() -> None:
     parser.add_argument("--benchmarks", type=int, default=40)
     parser.add_argument("--history", type=int, default=10)
     parser.add_argument("--sizes", default="5,10,20", help="regression sizes in percent")
-    parser.add_argument("--per-size", type=int, default=2, help="regressions planted per size")
+    parser.add_argument(
+        "--per-size", type=int, default=2,
+        help="regressions planted per size (0: CI runs without regressions, for the cost)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--noise-scale", type=float, default=1.0,
@@ -367,11 +379,16 @@ def main() -> None:
         model.sigma * args.noise_scale, spread, model.cv, model.outlier_rounds, model.notes
     )
     config = GateConfig()
+    confirms = sorted({args.confirm, RECOMMENDED_CONFIRM, LARGER_CONFIRM})
+    sequential = (RECOMMENDED_CONFIRM, LARGER_CONFIRM)
+    confirm_rows = {
+        n: f"hotpath gate + confirm {'up to ' if n in sequential else ''}{n}" for n in confirms
+    }
     methods = [
         "hotpath gate",
         "hotpath gate, 1 baseline",
         f"hotpath gate, {HEAD_RUNS} head runs",
-        f"hotpath gate + confirm {args.confirm}",
+        *confirm_rows.values(),
         "mean:5%",
         "min:5%",
     ]
@@ -379,7 +396,7 @@ def main() -> None:
     false_alarms = dict.fromkeys(methods, 0)
     planted = dict.fromkeys(sizes, 0)
     clean = 0
-    cost = Cost()
+    costs = {n: Cost() for n in confirms}
     started = time.perf_counter()
     for _ in range(args.trials):
         suite = make_suite(rng, args.benchmarks, model)
@@ -392,26 +409,19 @@ def main() -> None:
         head_shift = float(rng.normal(0, SHIFT_SD))
         head = make_run(rng, suite, model, "head", slowdown, head_shift)
         more = [make_run(rng, suite, model, f"head-{r}", slowdown) for r in range(1, HEAD_RUNS)]
+        single = compare(head, history, config)
         flagged = {
-            methods[0]: {v.fullname for v in compare(head, history, config).regressed},
+            methods[0]: {v.fullname for v in single.regressed},
             methods[1]: {v.fullname for v in compare(head, history[-1:], config).regressed},
             methods[2]: {v.fullname for v in compare([head, *more], history, config).regressed},
-            methods[3]: confirmed(
-                rng,
-                suite,
-                model,
-                head,
-                head_shift,
-                history,
-                slowdown,
-                config,
-                args.rerun_shift == "shared",
-                args.confirm,
-                cost,
-            ),
             "mean:5%": pytest_benchmark_rule(head, history[-1], "mean", 0.05),
             "min:5%": pytest_benchmark_rule(head, history[-1], "min", 0.05),
         }
+        for n, row in confirm_rows.items():
+            flagged[row] = confirmed(
+                rng, suite, model, head, head_shift, history, slowdown, config,
+                args.rerun_shift == "shared", n, costs[n], single,
+            )  # fmt: skip
         for b in range(args.benchmarks):
             name = bench_name(b)
             size = float(slowdown[b])
@@ -444,18 +454,28 @@ def main() -> None:
         + " "
         f"({elapsed:.1f} s)\n"
     )
-    header = f"{'method':<28}" + "".join(f"{f'found {s:.0%}':>12}" for s in sizes)
-    print(header + f"{'false alarms':>15}")
+    header = f"{'method':<32}" + "".join(f"{f'found {s:.0%}':>11}" for s in sizes)
+    print(header + f"{'false alarms':>14}{'re-runs/CI run':>16}")
+    rows = {row: n for n, row in confirm_rows.items()}
     for method in methods:
-        row = f"{method:<28}" + "".join(f"{found[method][s] / planted[s]:>12.1%}" for s in sizes)
-        print(row + f"{false_alarms[method] / clean:>15.2%}")
-    per_trial = max(cost.trials, 1)
+        shares = [found[method][s] / max(planted[s], 1) for s in sizes]
+        row = f"{method:<32}" + "".join(f"{share:>11.1%}" for share in shares)
+        row += f"{false_alarms[method] / clean:>14.2%}"
+        if method in rows:
+            row += f"{costs[rows[method]].reruns / max(costs[rows[method]].trials, 1):>16.1f}"
+        print(row)
+    best = confirm_rows[RECOMMENDED_CONFIRM]
+    cost = costs[RECOMMENDED_CONFIRM]
     print(
         f"\nfalse alarms: unchanged benchmarks flagged as regressed, per benchmark-run "
         f"({clean} benchmark-runs); found: of {planted[sizes[0]]} planted per size."
-        f"\nconfirm {args.confirm}: on average {cost.suspects / per_trial:.1f} suspects + "
-        f"{cost.controls / per_trial:.1f} controls of {args.benchmarks} benchmarks re-run "
-        f"{args.confirm} times per head run."
+        f"\nre-runs/CI run: benchmark re-runs (suspects and {CONTROLS} controls, all rounds) "
+        f"per head run of {args.benchmarks} benchmarks."
+        f"\nRECOMMENDED `--confirm {RECOMMENDED_CONFIRM}`: {best}: found "
+        + ", ".join(f"{found[best][s] / max(planted[s], 1):.1%} of {s:.0%}" for s in sizes)
+        + f", {false_alarms[best] / clean:.2%} false alarms, "
+        f"{cost.reruns / max(cost.trials, 1):.1f} benchmark re-runs in "
+        f"{cost.rounds / max(cost.trials, 1):.1f} pytest processes per CI run."
         "\nGoal (DESIGN.md): >= 95% of >= 10% regressions found with <= 1% false alarms."
     )
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus import CORPUS
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "pytest-benchmark"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 
 TOY_CONFTEST = '''
@@ -182,28 +183,37 @@ def test_several_head_runs_are_pooled(toy_runs: dict[str, Path], tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("rerun_slowdown", "code", "confirmation"),
-    [("0.6", 1, "confirmed"), ("0", 0, "not confirmed")],
+    ("rerun_slowdown", "confirm", "code", "confirmation", "rounds"),
+    [("0.6", "6", 1, "confirmed", 1), ("0", "3", 0, "not confirmed", 3)],
 )
-def test_confirm_reruns_the_suspects_with_pytest(
-    toy_runs: dict[str, Path], tmp_path: Path, rerun_slowdown: str, code: int, confirmation: str
+def test_confirm_reruns_the_suspects_with_pytest_until_settled(
+    toy_runs: dict[str, Path],
+    tmp_path: Path,
+    rerun_slowdown: str,
+    confirm: str,
+    code: int,
+    confirmation: str,
+    rounds: int,
 ) -> None:
-    """The head run is 60% slower; the re-runs really run the toy suite: still slow (the
-    regression is confirmed) or back to normal (the single run's verdict is cleared)."""
+    """The head run is 60% slower; the re-runs really run the toy suite. Still slow: the
+    regression is confirmed beyond doubt by the first re-run and no more are run. Back to
+    normal: with two baseline runs a 5% change cannot be ruled out, so it is re-run up to N
+    times and the single run's verdict is cleared."""
     js = tmp_path / "gate.json"
     result = gate(
         toy_runs["slow"], "--baseline", toy_runs["base1"], "--baseline", toy_runs["base2"],
-        "--confirm", "2", "--report-json", js,
+        "--confirm", confirm, "--report-json", js,
         cwd=toy_runs["folder"], env={"TOY_SLOWDOWN": rerun_slowdown},
     )  # fmt: skip
     assert result.returncode == code, result.stdout + result.stderr
-    assert result.stderr.count("confirm: re-run ") == 2  # two pytest processes
+    assert result.stderr.count("confirm: re-run ") == rounds  # pytest processes
+    assert f"re-run {rounds} of up to {confirm}:" in result.stderr
     changed = next(
         row for row in json.loads(js.read_text()) if row["fullname"].endswith("test_changed")
     )
-    assert changed["confirmation"] == confirmation and changed["head_runs"] == 3
-    assert changed["evidence"].startswith(f"{confirmation} by 2 re-runs")
-    assert "re-run 2 time(s)" in result.stdout
+    assert changed["confirmation"] == confirmation and changed["head_runs"] == 1 + rounds
+    assert changed["evidence"].startswith(f"{confirmation} by {rounds} re-run")
+    assert f"re-run in {rounds} round(s)" in result.stdout.replace("\n", " ")
 
 
 def test_a_failing_rerun_exits_2_with_the_reason(toy_runs: dict[str, Path]) -> None:
@@ -213,5 +223,5 @@ def test_a_failing_rerun_exits_2_with_the_reason(toy_runs: dict[str, Path]) -> N
         cwd=toy_runs["folder"],
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "re-run 1 of 1 failed: pytest exited 4" in result.stderr
+    assert "re-run 1 of up to 1 failed: pytest exited 4" in result.stderr
     assert "--no-such-pytest-option" in result.stderr

@@ -7,7 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from profiler.analysis.gate import benjamini_hochberg, compare, controls, suspects
+from profiler.analysis.gate import (
+    benjamini_hochberg,
+    compare,
+    confirm_sequentially,
+    controls,
+    suspects,
+)
 from profiler.analysis.gate_config import GateConfig, GateConfigError, load_config
 from profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
@@ -203,6 +209,71 @@ def test_a_rerun_on_a_slower_machine_is_measured_on_the_controls(base: np.ndarra
     assert not final.regressed
     v = next(v for v in final.verdicts if v.fullname == "t.py::test_6")
     assert v.confirmation == "not confirmed" and v.change is not None and v.change < 0.1
+
+
+class _Reruns:
+    """Re-runs drawn from `truth` with run-to-run noise, measuring only what they are asked."""
+
+    def __init__(self, rng: np.random.Generator, truth: np.ndarray) -> None:
+        self.rng, self.truth, self.asked = rng, truth, []
+
+    def __call__(self, names: list[str], round_: int) -> BenchRun:
+        self.asked.append(names)
+        return _only(_history(self.rng, self.truth, 1)[0], names)
+
+
+def _suspected_head(seed: int, factor: float, base: np.ndarray):
+    """History, and a head whose test_6 is `factor` slower, with the first verdicts."""
+    rng = np.random.default_rng(seed)
+    history = _history(rng, base, 8)
+    noisy = base * np.exp(rng.normal(0, 0.02, base.size))
+    noisy[6] = base[6] * factor
+    head = _run(noisy, 93)
+    first = compare(head, history, GateConfig())
+    assert "t.py::test_6" in suspects(first, GateConfig())
+    return rng, history, head, first
+
+
+def test_sequential_a_clearly_normal_suspect_leaves_after_one_round(base: np.ndarray) -> None:
+    rng, history, head, first = _suspected_head(16, 1.06, base)
+    reruns = _Reruns(rng, base)
+    final = confirm_sequentially(head, history, GateConfig(), reruns, 6, first=first)
+    assert "t.py::test_6" in reruns.asked[0]
+    assert all("t.py::test_6" not in asked for asked in reruns.asked[1:])
+    v = next(v for v in final.verdicts if v.fullname == "t.py::test_6")
+    assert v.verdict == "unchanged" and v.confirmation == "not confirmed"
+    assert v.evidence.startswith("not confirmed by 1 re-run:") and v.head_runs == 2
+    assert "settled after 1 of up to 6 re-runs" in v.evidence
+    assert final.benchmark_reruns == sum(map(len, reruns.asked))
+
+
+def test_sequential_a_real_slowdown_is_confirmed(base: np.ndarray) -> None:
+    rng = np.random.default_rng(17)
+    history = _history(rng, base, 8)
+    slow = base.copy()
+    slow[4] *= 1.3
+    head = _run(slow * np.exp(rng.normal(0, 0.02, base.size)), 94)
+    reruns = _Reruns(rng, slow)
+    final = confirm_sequentially(head, history, GateConfig(), reruns, 6)
+    assert [v.fullname for v in final.regressed] == ["t.py::test_4"]
+    v = final.regressed[0]
+    used = sum("t.py::test_4" in asked for asked in reruns.asked)
+    assert v.confirmation == "confirmed" and 1 <= used <= 6
+    assert v.evidence.startswith(f"confirmed by {used} re-run")
+
+
+def test_sequential_an_undecided_suspect_stops_at_n(base: np.ndarray) -> None:
+    """Truly 4.9% slower against a 5% minimum effect: neither cleared nor confirmed beyond
+    doubt, so it is re-run in every round and the loop ends after N."""
+    rng, history, head, first = _suspected_head(18, 1.049, base)
+    truth = base.copy()
+    truth[6] *= 1.049
+    reruns = _Reruns(rng, truth)
+    final = confirm_sequentially(head, history, GateConfig(), reruns, 3, first=first)
+    assert len(reruns.asked) == 3 and all("t.py::test_6" in asked for asked in reruns.asked)
+    v = next(v for v in final.verdicts if v.fullname == "t.py::test_6")
+    assert v.evidence.startswith(f"{v.confirmation} by 3 re-runs") and "settled" not in v.evidence
+    assert final.reruns == 3 and v.head_runs == 4
 
 
 def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
