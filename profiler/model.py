@@ -58,6 +58,17 @@ class Profile:
     end: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
+    def empty_like(self) -> Profile:
+        """A profile with no samples and this one's unit, rate, span and labels (for
+        transforms that keep or rewrite some of the stacks)."""
+        return Profile(
+            unit=self.unit,
+            sample_rate_hz=self.sample_rate_hz,
+            start=self.start,
+            end=self.end,
+            labels=dict(self.labels),
+        )
+
     def add(self, stack: Iterable[Frame], weight: int = 1) -> None:
         if weight < 0:
             raise ValueError("stack weights cannot be negative")

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from profiler.model import Frame, Profile, Stack
+from profiler.model import Frame, Profile, Stack, function_stats
 
 OWN_TIME = "(self)"  # the children row of the hot-path function's own code
 
@@ -79,13 +79,7 @@ def matches(frame: Frame, qualname: str, filename: str) -> bool:
 def under_function(profile: Profile, qualname: str, filename: str) -> Profile:
     """The stacks that pass through the function, re-rooted at its outermost frame: the flame
     graph of the hot path alone."""
-    inside = Profile(
-        unit=profile.unit,
-        sample_rate_hz=profile.sample_rate_hz,
-        start=profile.start,
-        end=profile.end,
-        labels=dict(profile.labels),
-    )
+    inside = profile.empty_like()
     for stack, weight in profile.samples.items():
         rooted = _cut(stack, qualname, filename)
         if rooted is not None:
@@ -97,13 +91,10 @@ def attribute(profile: Profile, qualname: str, filename: str, mean_ms: float | N
     """Split the hot path's time between the functions below it (see the module docstring)."""
     inside = under_function(profile, qualname, filename)
     n = inside.total
-    self_w: Counter[tuple[str, str]] = Counter()
-    total_w: Counter[tuple[str, str]] = Counter()
+    stats = function_stats(inside)
+    self_w = {(s.name, s.file): s.self_weight for s in stats}
     child_w: Counter[tuple[str, str]] = Counter()
     for stack, weight in inside.samples.items():
-        self_w[stack[-1].function_key] += weight
-        for key in {frame.function_key for frame in stack}:
-            total_w[key] += weight
         child = stack[1].function_key if len(stack) > 1 else (OWN_TIME, "")
         child_w[child] += weight
 
@@ -118,12 +109,11 @@ def attribute(profile: Profile, qualname: str, filename: str, mean_ms: float | N
             None if mean_ms is None else total_share * mean_ms,
         )
 
-    functions = [share(key, self_w[key], total) for key, total in total_w.items()]
-    functions.sort(key=lambda f: (-f.total_share, f.name, f.file))
+    functions = [share((s.name, s.file), s.self_weight, s.total_weight) for s in stats]
     children = [
         # A child's self time is what it spends in its own code; its total is its whole
         # subtree, which is its share of the hot path.
-        share(key, self_w[key] if key[0] != OWN_TIME else weight, weight)
+        share(key, self_w.get(key, 0) if key[0] != OWN_TIME else weight, weight)
         for key, weight in child_w.items()
     ]
     children.sort(key=lambda f: (-f.total_share, f.name, f.file))

@@ -160,13 +160,7 @@ def fold_inner_functions(profile: Profile) -> Profile:
     outer function: renamed, and merged with the outer's frame right above it. A sample
     whose stack was torn (py-spy's non-blocking reads can miss the outer frame) still lands
     on the outer function."""
-    folded = Profile(
-        unit=profile.unit,
-        sample_rate_hz=profile.sample_rate_hz,
-        start=profile.start,
-        end=profile.end,
-        labels=dict(profile.labels),
-    )
+    folded = profile.empty_like()
     for stack, weight in profile.samples.items():
         kept: list[Frame] = []
         for frame in stack:
