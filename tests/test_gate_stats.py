@@ -156,6 +156,40 @@ def test_pooling_several_head_runs_shrinks_the_interval(base: np.ndarray) -> Non
         assert "3 head run(s)" in v.evidence
 
 
+def _with_rounds(run: BenchRun, rounds: int, iqr_share: float | None = None) -> BenchRun:
+    benches = tuple(
+        replace(b, rounds=rounds, iqr=b.median * iqr_share if iqr_share else b.iqr)
+        for b in run.benchmarks
+    )
+    return replace(run, benchmarks=benches)
+
+
+def test_a_run_with_few_rounds_widens_the_interval(base: np.ndarray) -> None:
+    rng = np.random.default_rng(21)
+    history = _history(rng, base, 8)
+    head = _history(rng, base, 1)[0]
+    full = {v.fullname: v for v in compare(head, history, GateConfig()).verdicts}
+    # history's per-round spread (2%) says what one round is worth against 100
+    few = compare(_with_rounds(head, 1), history, GateConfig())
+    for v in few.verdicts:
+        assert v.ci_high - v.ci_low > 1.1 * (full[v.fullname].ci_high - full[v.fullname].ci_low)
+
+
+def test_one_wild_iqr_does_not_swamp_pooled_runs(base: np.ndarray) -> None:
+    """Two slow outlier rounds of five give one run an IQR 50x its usual one; the run's
+    median is fine, and its interval must not blow up (it did when each run's own spread
+    was taken as the variance of its median)."""
+    rng = np.random.default_rng(22)
+    history = [_with_rounds(r, 5) for r in _history(rng, base, 8)]
+    heads = [_with_rounds(r, 5) for r in _history(rng, base, 4)]
+    clean = {v.fullname: v for v in compare(heads, history, GateConfig()).verdicts}
+    heads[2] = _with_rounds(heads[2], 5, iqr_share=1.0)
+    wild = compare(heads, history, GateConfig())
+    for v in wild.verdicts:
+        width = clean[v.fullname].ci_high - clean[v.fullname].ci_low
+        assert v.ci_high - v.ci_low < 1.05 * width
+
+
 def test_a_suspect_that_reruns_slow_is_confirmed(base: np.ndarray) -> None:
     rng = np.random.default_rng(13)
     history = _history(rng, base, 8)

@@ -30,8 +30,11 @@ robust location every pytest-benchmark version writes; with `rounds` 1 it equals
   median over the controls, so no assumption is made that it ran as fast as the head run.
   Without enough controls it is assumed to share the head runs' mean shift, with the spread
   of whole-run shifts added to its uncertainty.
-* The head's own within-run uncertainty (pi/2 * (stddev/median)^2 / rounds, the variance of a
-  median) is added where it exceeds the baselines' typical one (few rounds on head).
+* A head run with fewer rounds than the baselines' typical count has a noisier median: the
+  difference pi/2 * cv^2 * (1/rounds - 1/typical rounds) is added to its variance, with the
+  benchmark's per-round spread cv (IQR/1.349 over the median) taken from history, where it is
+  the median over many runs. A run's own spread is not used: with 5 rounds, two slow outlier
+  rounds made one re-run's IQR 100x its usual and its variance swamp six clean runs.
 * Test: t = change / se, with a Student t whose degrees of freedom are those the scale
   estimate is worth (a MAD counts as a sample s.d. of `MAD_EFFICIENCY` as many runs), but at
   most `MAX_DF` for one head run, because run-to-run noise is heavy-tailed (karlicoss/cachew
@@ -202,14 +205,13 @@ def _robust_scales(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def median_variance(bench: BenchStats) -> float:
-    """Within-run variance of log(median): pi/2 * cv^2 / rounds; 0 when unknown. The spread is
-    the IQR / 1.349 when written (one slow outlier round must not blow up the stddev)."""
+def round_variance(bench: BenchStats) -> float:
+    """Per-round variance of log time, cv^2, from IQR / 1.349 when written (one slow outlier
+    round must not blow up the stddev); NaN when a run cannot tell (one round)."""
     if bench.rounds < 2 or bench.median <= 0:
-        return 0.0
+        return math.nan
     spread = bench.iqr / 1.349 if bench.iqr is not None else bench.stddev
-    cv = spread / bench.median
-    return math.pi / 2 * cv * cv / bench.rounds
+    return (spread / bench.median) ** 2
 
 
 def options_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -532,29 +534,36 @@ class _Matrix:
     names: list[str]
     base: np.ndarray  # log medians, benchmarks x baseline runs, NaN where absent
     head: np.ndarray  # log medians, benchmarks x head runs (re-runs last), NaN where absent
-    base_within: np.ndarray  # mean within-run variance of the baselines per benchmark
-    head_within: np.ndarray  # within-run variance, benchmarks x head runs, NaN where absent
+    head_excess: np.ndarray  # variance a head run's median has beyond a typical baseline's
 
 
-def _log_medians(runs: Sequence[BenchRun], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _log_medians(
+    runs: Sequence[BenchRun], names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log medians, per-round variances, rounds), benchmarks x runs, NaN where absent."""
     maps = [r.by_fullname() for r in runs]
-    logs = np.full((len(names), len(runs)), np.nan)
-    within = np.full((len(names), len(runs)), np.nan)
+    logs, cv2, rounds = np.full((3, len(names), len(runs)), np.nan)
     for i, name in enumerate(names):
         for k, m in enumerate(maps):
             bench = m.get(name)
             if bench is not None and bench.median > 0:
                 logs[i, k] = math.log(bench.median)
-                within[i, k] = median_variance(bench)
-    return logs, within
+                cv2[i, k] = round_variance(bench)
+                rounds[i, k] = bench.rounds
+    return logs, cv2, rounds
 
 
 def _matrix(head_runs: Sequence[BenchRun], runs: list[BenchRun], names: list[str]) -> _Matrix:
-    base, within = _log_medians(runs, names)
-    head, head_within = _log_medians(head_runs, names)
-    with np.errstate(all="ignore"):
-        base_within = np.nan_to_num(np.nanmean(within, axis=1)) if runs else np.zeros(len(names))
-    return _Matrix(names, base, head, base_within, head_within)
+    base, base_cv2, base_rounds = _log_medians(runs, names)
+    head, head_cv2, head_rounds = _log_medians(head_runs, names)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no spread known
+        cv2 = np.nanmedian(base_cv2, axis=1) if runs else np.full(len(names), np.nan)
+        cv2 = np.where(np.isfinite(cv2), cv2, np.nanmedian(head_cv2, axis=1))
+        typical = np.nanmedian(base_rounds, axis=1) if runs else np.full(len(names), np.nan)
+        typical = np.where(np.isfinite(typical), typical, head_rounds[:, 0])
+        excess = math.pi / 2 * cv2[:, None] * (1 / head_rounds - 1 / typical[:, None])
+    return _Matrix(names, base, head, np.nan_to_num(np.maximum(excess, 0.0)))
 
 
 def _run_shifts(base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -694,7 +703,7 @@ def _judge(
     else:
         var_b = var_b + PRIOR_SHIFT_SIGMA**2 * (1 / h_b + 1 / max(k_total, 1))
 
-    pooled = _Pool(dev - adjust[None, :], adjust_var, m.head_within - m.base_within[:, None],
+    pooled = _Pool(dev - adjust[None, :], adjust_var, m.head_excess,
                    var_b, k_b)  # fmt: skip
     effect, se, _ = pooled.over(np.arange(n_cols))
     df = _tail_df(scale_df, h_b)
@@ -836,7 +845,7 @@ class _Pool:
 
     effects: np.ndarray  # log change of each head run after its shift, NaN where absent
     adjust_var: np.ndarray  # variance of each head run's removed shift
-    excess_within: np.ndarray  # head within-run variance beyond the baselines', per run
+    excess_within: np.ndarray  # variance of a head run's median beyond a baseline's
     var_b: np.ndarray  # run-to-run variance per benchmark
     k_b: np.ndarray  # baseline runs per benchmark
 
@@ -854,7 +863,7 @@ class _Pool:
                 centre = np.nanmean(np.clip(values, low[:, None], high[:, None]), axis=1)
             hh = np.maximum(h, 1)
             shift_var = np.sum(np.where(present, self.adjust_var[None, cols], 0.0), axis=1) / hh**2
-            within = np.where(present, np.maximum(self.excess_within[:, cols], 0.0), 0.0)
+            within = np.where(present, self.excess_within[:, cols], 0.0)
             var = self.var_b * (1 / hh + 1 / np.maximum(self.k_b, 1)) + shift_var
             se = np.sqrt(var + np.sum(within, axis=1) / hh**2)
         return np.where(h > 0, centre, np.nan), se, h
