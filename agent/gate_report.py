@@ -22,6 +22,7 @@ _STYLE = {
     "unknown": "magenta",
 }
 # regressions first, then what needs a look, then the rest
+_BLIND_SHOWN = 10  # blind spots named in the terminal and Markdown; JSON has all
 _ORDER = {"regressed": 0, "unknown": 1, "improved": 2, "missing": 3, "new": 4, "unchanged": 5}
 
 
@@ -46,6 +47,30 @@ def summary(comparison: Comparison) -> str:
             f"{confirmed} confirmed"
         )
     return text
+
+
+def blind_spots(comparison: Comparison) -> list[Verdict]:
+    """Benchmarks judged unchanged whose noise hides their minimum effect: the runs at hand
+    would find only a larger slowdown (`Verdict.detectable`) reliably. Noisiest first."""
+    hidden = [
+        v
+        for v in comparison.verdicts
+        if v.verdict == "unchanged" and v.detectable is not None and v.detectable > v.min_effect
+    ]
+    return sorted(hidden, key=lambda v: (-(v.detectable or 0.0), v.fullname))
+
+
+def blind_spot_line(comparison: Comparison) -> str | None:
+    hidden = blind_spots(comparison)
+    if not hidden:
+        return None
+    return (
+        f"{len(hidden)} unchanged benchmark(s) too noisy for their minimum effect in the runs "
+        "judged: from these runs a slowdown is found 4 times in 5 only from the size shown "
+        "(more baseline runs, re-runs with --confirm N, or more rounds per run narrow it): "
+        + ", ".join(f"{v.fullname} {v.detectable:.0%}" for v in hidden[:_BLIND_SHOWN])
+        + (f", and {len(hidden) - _BLIND_SHOWN} more" if len(hidden) > _BLIND_SHOWN else "")
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -82,6 +107,9 @@ def print_table(comparison: Comparison, profiles: dict[str, str] | None = None) 
         )
     if table.row_count:
         console.print(table)
+    blind = blind_spot_line(comparison)
+    if blind:
+        console.print(f"[yellow]blind spots:[/] {blind}", highlight=False)
     console.print(summary(comparison), highlight=False)
 
 
@@ -111,6 +139,9 @@ def markdown(comparison: Comparison, profiles: dict[str, str] | None = None) -> 
     unchanged = counts["unchanged"]
     if unchanged:
         lines.append(f"{unchanged} benchmark(s) unchanged.")
+    blind = blind_spot_line(comparison)
+    if blind:
+        lines += ["", f"**Blind spots:** {_md(blind)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +168,7 @@ def json_report(comparison: Comparison, profiles: dict[str, str] | None = None) 
                 "head_seconds": v.head_seconds,
                 "baseline_seconds": v.baseline_seconds,
                 "min_effect": v.min_effect,
+                "detectable": v.detectable,
                 "mann_whitney_p": v.mann_whitney_p,
                 "evidence": v.evidence,
                 "quirks": list(v.quirks),

@@ -329,8 +329,8 @@ def confirmed(
     times: int,
     cost: Cost,
     first: Comparison,
-) -> set[str]:
-    """What `hotpath gate HEAD --confirm TIMES` flags: screen, re-run the undecided suspects and
+) -> Comparison:
+    """What `hotpath gate HEAD --confirm TIMES` judges: screen, re-run the undecided suspects and
     the controls round by round (up to TIMES rounds), judge again."""
     index = {bench_name(b): b for b in range(suite.log_mu.size)}
     rerun_shift = head_shift if shared_shift else None
@@ -343,7 +343,7 @@ def confirmed(
     final = confirm_sequentially(head, history, config, rerun, times, first=first)
     cost.trials += 1
     cost.reruns += final.benchmark_reruns
-    return {v.fullname for v in final.regressed}
+    return final
 
 
 def main() -> None:
@@ -397,6 +397,9 @@ def main() -> None:
     planted = dict.fromkeys(sizes, 0)
     clean = 0
     costs = {n: Cost() for n in confirms}
+    # planted regressions of the recommended row, by whether its `detectable` said it can
+    # find one of that size: found or not
+    calibration: dict[bool, list[bool]] = {True: [], False: []}
     started = time.perf_counter()
     for _ in range(args.trials):
         suite = make_suite(rng, args.benchmarks, model)
@@ -418,10 +421,17 @@ def main() -> None:
             "min:5%": pytest_benchmark_rule(head, history[-1], "min", 0.05),
         }
         for n, row in confirm_rows.items():
-            flagged[row] = confirmed(
+            final = confirmed(
                 rng, suite, model, head, head_shift, history, slowdown, config,
                 args.rerun_shift == "shared", n, costs[n], single,
             )  # fmt: skip
+            flagged[row] = {v.fullname for v in final.regressed}
+            if n == RECOMMENDED_CONFIRM:
+                verdicts = {v.fullname: v for v in final.verdicts}
+                for b in np.flatnonzero(slowdown):
+                    v = verdicts[bench_name(b)]
+                    said = v.detectable is not None and v.detectable <= slowdown[b]
+                    calibration[said].append(v.verdict == "regressed")
         for b in range(args.benchmarks):
             name = bench_name(b)
             size = float(slowdown[b])
@@ -477,6 +487,13 @@ def main() -> None:
         f"{cost.reruns / max(cost.trials, 1):.1f} benchmark re-runs in "
         f"{cost.rounds / max(cost.trials, 1):.1f} pytest processes per CI run."
         "\nGoal (DESIGN.md): >= 95% of >= 10% regressions found with <= 1% false alarms."
+    )
+    yes, no = calibration[True], calibration[False]
+    print(
+        f"`detectable` (the report's blind spots) with `--confirm {RECOMMENDED_CONFIRM}`: of "
+        f"the planted regressions at least as large as it said, found {np.mean(yes or [0]):.1%} "
+        f"({len(yes)}); of the others, found {np.mean(no or [0]):.1%} ({len(no)}); it aims at "
+        "80% or more."
     )
 
 

@@ -118,6 +118,31 @@ def test_min_effect_per_group_is_respected(base: np.ndarray) -> None:
     assert "t.py::test_5" in names
 
 
+def test_detectable_names_a_noisy_benchmark_a_blind_spot(base: np.ndarray) -> None:
+    from agent.gate_report import blind_spot_line, blind_spots, json_report
+
+    rng = np.random.default_rng(23)
+    noise = np.full(base.size, 0.01)
+    noise[4] = 0.15  # one benchmark varies 15% run to run
+
+    def run(k: int) -> BenchRun:
+        return _run(base * np.exp(rng.normal(0, noise)), k)
+
+    history = [run(k) for k in range(10)]
+    heads = [run(100 + k) for k in range(6)]
+    one = {v.fullname: v for v in compare(heads[0], history, GateConfig()).verdicts}
+    pooled = compare(heads, history, GateConfig())
+    six = {v.fullname: v for v in pooled.verdicts}
+    noisy, quiet = "t.py::test_4", "t.py::test_10"
+    assert six[noisy].detectable > 5 * six[quiet].detectable
+    assert six[quiet].detectable < six[quiet].min_effect < six[noisy].detectable
+    assert six[quiet].detectable < one[quiet].detectable  # more runs, smaller changes found
+    assert [v.fullname for v in blind_spots(pooled)] == [noisy]
+    assert noisy in (blind_spot_line(pooled) or "")
+    rows = {r["fullname"]: r for r in json_report(pooled)}
+    assert rows[noisy]["detectable"] == pytest.approx(six[noisy].detectable)
+
+
 def test_one_baseline_run_is_low_confidence(base: np.ndarray) -> None:
     rng = np.random.default_rng(11)
     result = compare(_history(rng, base, 1)[0], _history(rng, base, 1), GateConfig())
