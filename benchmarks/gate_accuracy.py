@@ -3,7 +3,7 @@ the same synthetic benchmark histories with regressions of known size planted at
 
     .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 10]
         [--sizes 5,10,20] [--per-size 2] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
-        [--noise-scale 1] [--scale-spread S]
+        [--noise-scale 1] [--scale-spread S] [--confirm-head-runs 1]
 
 Each trial builds a suite of benchmarks, `--history` baseline runs and one head run, in which
 two benchmarks per regression size are made slower (every round x (1 + size)); the others
@@ -320,7 +320,7 @@ def confirmed(
     rng: np.random.Generator,
     suite: Suite,
     model: NoiseModel,
-    head: BenchRun,
+    head: list[BenchRun],
     head_shift: float,
     history: list[BenchRun],
     slowdown: np.ndarray,
@@ -363,6 +363,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--confirm", type=int, default=2, help="re-runs of the suspects")
     parser.add_argument(
+        "--confirm-head-runs", type=int, default=1,
+        help="full head runs the --confirm rows start from (what more data buys: the ceiling)",
+    )  # fmt: skip
+    parser.add_argument(
         "--scale-spread", type=float,
         help="override the measured spread of noise scales across benchmarks (sensitivity)",
     )  # fmt: skip
@@ -381,8 +385,10 @@ def main() -> None:
     config = GateConfig()
     confirms = sorted({args.confirm, RECOMMENDED_CONFIRM, LARGER_CONFIRM})
     sequential = (RECOMMENDED_CONFIRM, LARGER_CONFIRM)
+    heads_note = f", {args.confirm_head_runs} heads" if args.confirm_head_runs > 1 else ""
     confirm_rows = {
-        n: f"hotpath gate + confirm {'up to ' if n in sequential else ''}{n}" for n in confirms
+        n: f"hotpath gate + confirm {'up to ' if n in sequential else ''}{n}" + heads_note
+        for n in confirms
     }
     methods = [
         "hotpath gate",
@@ -411,19 +417,27 @@ def main() -> None:
             slowdown[b] = sizes[j // args.per_size]
         head_shift = float(rng.normal(0, SHIFT_SD))
         head = make_run(rng, suite, model, "head", slowdown, head_shift)
-        more = [make_run(rng, suite, model, f"head-{r}", slowdown) for r in range(1, HEAD_RUNS)]
+        extra = max(HEAD_RUNS, args.confirm_head_runs) - 1
+        more = [make_run(rng, suite, model, f"head-{r}", slowdown) for r in range(1, extra + 1)]
         single = compare(head, history, config)
+        confirm_heads = [head, *more[: args.confirm_head_runs - 1]]
+        confirm_first = (
+            single if len(confirm_heads) == 1 else compare(confirm_heads, history, config)
+        )
         flagged = {
             methods[0]: {v.fullname for v in single.regressed},
             methods[1]: {v.fullname for v in compare(head, history[-1:], config).regressed},
-            methods[2]: {v.fullname for v in compare([head, *more], history, config).regressed},
+            methods[2]: {
+                v.fullname
+                for v in compare([head, *more[: HEAD_RUNS - 1]], history, config).regressed
+            },
             "mean:5%": pytest_benchmark_rule(head, history[-1], "mean", 0.05),
             "min:5%": pytest_benchmark_rule(head, history[-1], "min", 0.05),
         }
         for n, row in confirm_rows.items():
             final = confirmed(
-                rng, suite, model, head, head_shift, history, slowdown, config,
-                args.rerun_shift == "shared", n, costs[n], single,
+                rng, suite, model, confirm_heads, head_shift, history, slowdown, config,
+                args.rerun_shift == "shared", n, costs[n], confirm_first,
             )  # fmt: skip
             flagged[row] = {v.fullname for v in final.regressed}
             if n == RECOMMENDED_CONFIRM:
@@ -464,12 +478,12 @@ def main() -> None:
         + " "
         f"({elapsed:.1f} s)\n"
     )
-    header = f"{'method':<32}" + "".join(f"{f'found {s:.0%}':>11}" for s in sizes)
+    header = f"{'method':<42}" + "".join(f"{f'found {s:.0%}':>11}" for s in sizes)
     print(header + f"{'false alarms':>14}{'re-runs/CI run':>16}")
     rows = {row: n for n, row in confirm_rows.items()}
     for method in methods:
         shares = [found[method][s] / max(planted[s], 1) for s in sizes]
-        row = f"{method:<32}" + "".join(f"{share:>11.1%}" for share in shares)
+        row = f"{method:<42}" + "".join(f"{share:>11.1%}" for share in shares)
         row += f"{false_alarms[method] / clean:>14.2%}"
         if method in rows:
             row += f"{costs[rows[method]].reruns / max(costs[rows[method]].trials, 1):>16.1f}"
