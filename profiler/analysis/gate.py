@@ -119,6 +119,9 @@ CONTROLS = 10  # unsuspected benchmarks re-run beside the suspects to measure th
 # sequential confirmation: interim looks confirm only at this share of alpha and CONFIRM_P
 EARLY_SHARE = 0.1
 CLEAR_Z = 1.28  # ... and clear a suspect whose one-sided 90% bound stays below the min effect
+# ... on the re-runs alone only from this many on: one or two heavy-tailed runs that happen
+# to be fast would clear a real regression too often
+MIN_RERUNS_TO_CLEAR = 3
 
 POWER = 0.8  # of the `detectable` change
 
@@ -291,21 +294,35 @@ def _like_first(
 
 def suspects(comparison: Comparison, config: GateConfig) -> list[str]:
     """Benchmarks worth re-running: a loose screen of the first verdicts, in either direction
-    (the same re-runs confirm a borderline regression and clear a false alarm)."""
+    (the same re-runs confirm a borderline regression and clear a false alarm), and every
+    benchmark that looks slower while its one-sided 90% bound still reaches its minimum
+    effect: runs that cannot rule a regression out do not pass a noisy benchmark."""
     if not comparison.comparable:
         return []
-    return [
-        v.fullname
-        for v in comparison.verdicts
-        if v.verdict in ("regressed", "improved", "unchanged")
-        and v.p_value is not None
-        and v.change is not None
-        and v.head_seconds is not None
-        and v.baseline_seconds is not None
-        and v.p_value <= SUSPECT_P
+    return [v.fullname for v in comparison.verdicts if _suspect(v, config)]
+
+
+def _suspect(v: Verdict, config: GateConfig) -> bool:
+    if (
+        v.verdict not in ("regressed", "improved", "unchanged")
+        or v.p_value is None
+        or v.change is None
+        or v.head_seconds is None
+        or v.baseline_seconds is None
+    ):
+        return False
+    screened = (
+        v.p_value <= SUSPECT_P
         and abs(v.change) >= SUSPECT_EFFECT_SHARE * v.min_effect
         and abs(v.head_seconds - v.baseline_seconds) >= config.floor_seconds
-    ]
+    )
+    not_ruled_out = (
+        v.change > 0
+        and v.log_se is not None
+        and math.log1p(v.change) + CLEAR_Z * v.log_se >= math.log1p(v.min_effect)
+        and v.baseline_seconds * v.min_effect >= config.floor_seconds
+    )
+    return screened or not_ruled_out
 
 
 def controls(comparison: Comparison, suspected: Collection[str], n: int = CONTROLS) -> list[str]:
@@ -320,8 +337,9 @@ def controls(comparison: Comparison, suspected: Collection[str], n: int = CONTRO
     return [v.fullname for v in judged[:n]]
 
 
-def _settled(verdict: Verdict, alpha: float) -> str | None:
-    """At an interim look: "cleared", "confirmed" or None (undecided: re-run it again)."""
+def _settled(verdict: Verdict, alpha: float, reruns: int) -> str | None:
+    """At an interim look after `reruns` re-runs: "cleared", "confirmed" or None (undecided:
+    re-run it again)."""
     if verdict.change is None or verdict.log_se is None:
         return None
     slower = verdict.change >= 0  # the direction under suspicion
@@ -333,10 +351,11 @@ def _settled(verdict: Verdict, alpha: float) -> str | None:
         reach = CLEAR_Z * se
         return effect + reach < limit if slower else effect - reach > limit
 
-    # the pooled data, or the re-runs alone (free of the head run that chose the suspect),
-    # put the minimum effect beyond their one-sided bound
-    if short(math.log1p(verdict.change), verdict.log_se) or short(
-        verdict.rerun_log_change, verdict.rerun_log_se
+    # the pooled data, or enough re-runs alone (free of the head run that chose the
+    # suspect), put the minimum effect beyond their one-sided bound
+    alone = reruns >= MIN_RERUNS_TO_CLEAR
+    if short(math.log1p(verdict.change), verdict.log_se) or (
+        alone and short(verdict.rerun_log_change, verdict.rerun_log_se)
     ):
         return "cleared"
     if (
@@ -366,9 +385,9 @@ def confirm_sequentially(
     the round's own whole-run shift). After each round everything is judged again with all
     re-runs so far pooled in, and a suspect leaves the re-run set when it is settled:
     * cleared: the one-sided 90% bound (`CLEAR_Z` standard errors) of its change, in the
-      direction under suspicion, stays short of its minimum effect, on the pooled data or on
-      the re-runs alone (which the head run's noise did not choose). Clearing can only remove
-      alarms: a verdict of "unchanged" is final.
+      direction under suspicion, stays short of its minimum effect, on the pooled data or,
+      from `MIN_RERUNS_TO_CLEAR` re-runs on, on the re-runs alone (which the head run's noise
+      did not choose). Clearing can only remove alarms: a verdict of "unchanged" is final.
     * confirmed beyond doubt: a confirmed regression or improvement with q <= alpha x
       `EARLY_SHARE` AND re-runs alone at p <= `CONFIRM_P` x `EARLY_SHARE`
       (a Haybittle-Peto boundary: interim looks are held to a level so strict that the few of
@@ -404,7 +423,7 @@ def confirm_sequentially(
         still = []
         for name in open_:
             verdict = by_name.get(name)
-            outcome = _settled(verdict, config.alpha) if verdict else None
+            outcome = _settled(verdict, config.alpha, look) if verdict else None
             if verdict is None or outcome is None:
                 still.append(name)
                 continue
