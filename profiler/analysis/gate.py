@@ -154,6 +154,7 @@ class Verdict:
     # the smallest slowdown these runs find 4 times in 5 (see `_detectable`); above the
     # minimum effect, the benchmark is too noisy for it with the runs at hand
     detectable: float | None = None
+    baseline_log_se: float | None = None  # the part of log_se no head re-run can reduce
 
 
 @dataclass
@@ -296,7 +297,8 @@ def suspects(comparison: Comparison, config: GateConfig) -> list[str]:
     """Benchmarks worth re-running: a loose screen of the first verdicts, in either direction
     (the same re-runs confirm a borderline regression and clear a false alarm), and every
     benchmark that looks slower while its one-sided 90% bound still reaches its minimum
-    effect: runs that cannot rule a regression out do not pass a noisy benchmark."""
+    effect, when re-runs could settle that: runs that cannot rule a regression out do not
+    pass a noisy benchmark."""
     if not comparison.comparable:
         return []
     return [v.fullname for v in comparison.verdicts if _suspect(v, config)]
@@ -316,10 +318,15 @@ def _suspect(v: Verdict, config: GateConfig) -> bool:
         and abs(v.change) >= SUSPECT_EFFECT_SHARE * v.min_effect
         and abs(v.head_seconds - v.baseline_seconds) >= config.floor_seconds
     )
+    # looks slower and its runs cannot rule the minimum effect out, but enough re-runs at
+    # this change would (the baseline's own uncertainty does not stand in the way)
+    limit = math.log1p(v.min_effect)
     not_ruled_out = (
         v.change > 0
         and v.log_se is not None
-        and math.log1p(v.change) + CLEAR_Z * v.log_se >= math.log1p(v.min_effect)
+        and v.baseline_log_se is not None
+        and math.log1p(v.change) + CLEAR_Z * v.log_se >= limit
+        and math.log1p(v.change) + CLEAR_Z * v.baseline_log_se < limit
         and v.baseline_seconds * v.min_effect >= config.floor_seconds
     )
     return screened or not_ruled_out
@@ -737,6 +744,7 @@ def _judge(
     pooled = _Pool(dev - adjust[None, :], adjust_var, m.head_excess,
                    var_b, k_b)  # fmt: skip
     effect, se, _ = pooled.over(np.arange(n_cols))
+    baseline_se = pooled.baseline_se()
     df = _tail_df(scale_df, h_b)
     t_stat = effect / se
     # one-sided in each direction, each with its own BH: the gate asks "slower?", and
@@ -867,6 +875,7 @@ def _judge(
             detectable=float(math.expm1(detectable[i])),
             rerun_log_change=float(rerun_effect[i]) if rerun_seen else None,
             rerun_log_se=float(rerun_se[i]) if rerun_seen else None,
+            baseline_log_se=float(baseline_se[i]),
         )
     return out
 
@@ -917,6 +926,10 @@ class _Pool:
             var = self.var_b * (1 / hh + math.pi / 2 / np.maximum(self.k_b, 1)) + shift_var
             se = np.sqrt(var + np.sum(within, axis=1) / hh**2)
         return np.where(h > 0, centre, np.nan), se, h
+
+    def baseline_se(self) -> np.ndarray:
+        """The standard error of the baseline centre: what no number of head runs removes."""
+        return np.sqrt(self.var_b * math.pi / 2 / np.maximum(self.k_b, 1))
 
 
 def _complete_data(bench: BenchStats | None) -> tuple[float, ...] | None:
