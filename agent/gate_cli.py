@@ -85,7 +85,7 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     show_default=True,
     help="Re-run the suspects (changes worth a second look) up to this many times with "
     "pytest, each round a separate process, judging again after each round: settled suspects "
-    "leave early. 0: off; 6 recommended (see benchmarks/README.md).",
+    "leave early. 0: off; 10 recommended, with three head runs (see benchmarks/README.md).",
 )
 @click.option(
     "--pytest-args",

@@ -1,24 +1,27 @@
 """Accuracy of `hotpath gate` against pytest-benchmark's `--benchmark-compare-fail` rules, on
 the same synthetic benchmark histories with regressions of known size planted at known places.
 
-    .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 10]
+    .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 30]
         [--sizes 5,10,20] [--per-size 2] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
-        [--noise-scale 1] [--scale-spread S] [--confirm-head-runs 1]
+        [--noise-scale 1] [--scale-spread S] [--confirm-head-runs 3]
 
-Each trial builds a suite of benchmarks, `--history` baseline runs and one head run, in which
+The defaults are the README's CI workflow: 30 runs of main kept, the suite run three times,
+`--confirm 10` (`--history 10 --confirm-head-runs 1`: a young history and a single run).
+Each trial builds a suite of benchmarks, `--history` baseline runs and the head runs, in which
 two benchmarks per regression size are made slower (every round x (1 + size)); the others
 are unchanged. Printed side by side: the share of planted regressions found per size, and the
 false-alarm rate per benchmark-run (unchanged benchmarks flagged as regressed) for
 * hotpath's gate with the whole history, and with only the latest run (its low-confidence mode),
 * the gate given 3 head runs (the CI job runs the benchmarks three times: two more full runs,
   each with its own whole-run shift and fresh noise),
-* the gate with `--confirm N` for N = `--confirm` (2), the recommended 6 and a larger 10:
-  exactly as `hotpath gate --confirm N` does (`confirm_sequentially`), the suspects of the
-  single-run verdicts and 10 controls are re-run round by round (fresh draws of the same
-  benchmarks, every round as slow as in head) and judged again after each round with the
-  re-runs pooled in; settled suspects leave, the rest run again, up to N rounds. Its cost is
-  printed beside it: benchmark re-runs (suspects and controls over all rounds) per CI run
-  (`--per-size 0`: CI runs without regressions); the recommended line is printed last,
+* the gate with `--confirm N` for N = `--confirm` (2), a cheaper 6 and the recommended 10,
+  starting from `--confirm-head-runs` full head runs (3): exactly as `hotpath gate --confirm N`
+  does (`confirm_sequentially`), the suspects of the first verdicts and 10 controls are
+  re-run round by round (fresh draws of the same benchmarks, every round as slow as in head)
+  and judged again after each round with the re-runs pooled in; settled suspects leave, the
+  rest run again, up to N rounds. Its cost is printed beside it: benchmark re-runs (suspects
+  and controls over all rounds) per CI run (`--per-size 0`: CI runs without regressions); the
+  recommended line is summed up last,
 * pytest-benchmark's `mean:5%` and `min:5%`: the first head run against the ONE latest
   baseline run, failing when the statistic is more than 5% worse (`--benchmark-compare-fail`).
 
@@ -80,8 +83,8 @@ T_DF = 4  # assumed
 SHIFT_SD = 0.03  # assumed
 ROUNDS = (5, 50, 500)
 HEAD_RUNS = 3
-RECOMMENDED_CONFIRM = 6  # `hotpath gate --confirm 6`, the README's CI workflow
-LARGER_CONFIRM = 10
+RECOMMENDED_CONFIRM = 10  # `hotpath gate --confirm 10`, the README's CI workflow
+CHEAPER_CONFIRM = 6
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--benchmarks", type=int, default=40)
-    parser.add_argument("--history", type=int, default=10)
+    parser.add_argument("--history", type=int, default=30)
     parser.add_argument("--sizes", default="5,10,20", help="regression sizes in percent")
     parser.add_argument(
         "--per-size", type=int, default=2,
@@ -363,8 +366,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--confirm", type=int, default=2, help="re-runs of the suspects")
     parser.add_argument(
-        "--confirm-head-runs", type=int, default=1,
-        help="full head runs the --confirm rows start from (what more data buys: the ceiling)",
+        "--confirm-head-runs", type=int, default=HEAD_RUNS,
+        help="full head runs the --confirm rows start from (1: the gate on a single run)",
     )  # fmt: skip
     parser.add_argument(
         "--scale-spread", type=float,
@@ -383,8 +386,8 @@ def main() -> None:
         model.sigma * args.noise_scale, spread, model.cv, model.outlier_rounds, model.notes
     )
     config = GateConfig()
-    confirms = sorted({args.confirm, RECOMMENDED_CONFIRM, LARGER_CONFIRM})
-    sequential = (RECOMMENDED_CONFIRM, LARGER_CONFIRM)
+    confirms = sorted({args.confirm, CHEAPER_CONFIRM, RECOMMENDED_CONFIRM})
+    sequential = (CHEAPER_CONFIRM, RECOMMENDED_CONFIRM)
     heads_note = f", {args.confirm_head_runs} heads" if args.confirm_head_runs > 1 else ""
     confirm_rows = {
         n: f"hotpath gate + confirm {'up to ' if n in sequential else ''}{n}" + heads_note
