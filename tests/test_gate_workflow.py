@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.servers import RunningServer
 from tests.test_gate_cli import TOY_CONFTEST, TOY_SUITE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +119,27 @@ def test_the_readme_workflow_fails_a_slower_pull_request(project: Path) -> None:
     assert "test_changed" in report and "3 head runs" in report
     profiles = list(project.glob("hotpath-profiles/*.speedscope.json"))
     assert profiles, "--profile wrote the profiles beside the report"
+
+
+def test_the_readme_workflow_with_a_server(project: Path, sqlite_server: RunningServer) -> None:
+    """The HOTPATH_SERVER branch: pushes to main upload the base history, the pull request's
+    run is compared with it, fails, and links the differential flame graph on the server."""
+    context = {"github.event.repository.name": "toy"}
+    for push in range(3):
+        env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "main", "COMMIT": f"{push:040x}"}
+        _run_step("Benchmarks", project, env, context)
+        assert _run_step("Gate", project, env, context) == "code=0\n"
+    _git(project, "checkout", "-q", "-b", "feature")
+    _commit_suite(project, "0.6", "slower")
+    env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "feature", "COMMIT": "f" * 40}
+    _run_step("Benchmarks", project, env, context)
+    assert _run_step("Gate", project, env, context) == "code=1\n"
+    report = (project / "gate.md").read_text()
+    assert "test_changed" in report and "against 3 baseline run(s)" in report
+    assert f"]({sqlite_server.url}/" in report  # the profile diff's page on the server
+    with sqlite_server.client() as client:
+        runs = client.get("/api/v1/bench/runs", params={"project": "toy", "branch": "main"})
+        assert [r["commit"] for r in runs.json()] == [f"{push:040x}" for push in range(3)]
 
 
 def test_the_kept_runs_are_the_newest_50(project: Path) -> None:
