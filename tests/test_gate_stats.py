@@ -374,6 +374,16 @@ def test_the_reruns_alone_clear_a_suspect_only_when_there_are_enough() -> None:
     assert _settled(pooled_short, 0.05, 1) == "cleared"
 
 
+def test_new_and_missing_benchmarks_count_their_head_runs(base: np.ndarray) -> None:
+    rng = np.random.default_rng(24)
+    heads = _history(rng, base, 3)
+    new = compare(heads, _history(rng, base[:-1], 8), GateConfig()).verdicts[-1]
+    assert (new.fullname, new.verdict, new.head_runs) == ("t.py::test_29", "new", 3)
+    missing = compare(heads[:2], _history(rng, np.append(base, 1e-3), 8), GateConfig())
+    gone = missing.verdicts[-1]
+    assert (gone.fullname, gone.verdict, gone.head_runs) == ("t.py::test_30", "missing", 0)
+
+
 def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
     p = np.array([0.01, 0.04, 0.03, 0.5, 0.001])
     q = benjamini_hochberg(p)

@@ -508,11 +508,13 @@ def compare(
     if names:
         suspected_now = set(suspected) if kept_reruns else set()
         verdicts.update(_judge(heads, kept_reruns, suspected_now, runs, names, config, result))
+    head_maps = [r.by_fullname() for r in heads]
     for n in new:
         bench = head_map[n]
         verdicts[n] = _plain(
-            bench.fullname, bench.group, "new", 0, config, bench.quirks, "not in any baseline run"
-        )
+            bench.fullname, bench.group, "new", 0, config, bench.quirks,
+            "not in any baseline run", head_runs=sum(n in m for m in head_maps),
+        )  # fmt: skip
     for n in zero:
         bench = head_map[n]
         verdicts[n] = _plain(
@@ -533,6 +535,7 @@ def compare(
             config,
             (),
             "in the latest baseline run but not in this run",
+            head_runs=0,
         )
     order = [*head_map, *missing]
     result.verdicts = [verdicts[n] for n in order if n in verdicts]
@@ -547,6 +550,7 @@ def _plain(
     config: GateConfig,
     quirks: tuple[str, ...],
     evidence: str,
+    head_runs: int = 1,
 ) -> Verdict:
     return Verdict(
         fullname=fullname,
@@ -563,7 +567,7 @@ def _plain(
         min_effect=config.effect_for(fullname, group),
         evidence=evidence,
         quirks=quirks,
-        head_runs=0 if verdict == "missing" else 1,
+        head_runs=head_runs,
     )
 
 
