@@ -8,6 +8,7 @@ the loader's message, and stores nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
@@ -15,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from profiler.analysis.changepoint import e_divisive
+from profiler.analysis.changepoint import ChangePoint, e_divisive
 from profiler.formats.pytest_benchmark import BenchResultsError, load_run
 from server.bench_store import BenchStore, Point, RunMeta, UnknownRun
 from server.body import decode_body, read_body
@@ -223,10 +224,17 @@ def _point_out(point: Point, stat: str) -> PointOut:
     )
 
 
+@lru_cache(maxsize=1024)
+def _found(values: tuple[float, ...]) -> tuple[ChangePoint, ...]:
+    """E-divisive is deterministic (seeded): a page shown again before the next upload of its
+    project costs nothing. At most ~16 MB for 1,024 histories of 500 runs."""
+    return tuple(e_divisive(values))
+
+
 def change_points(points: list[Point], stat: str) -> list[ChangePointOut]:
     """E-divisive change points of one benchmark's history, each attributed to the commit of
     the first run at the new level."""
-    found = e_divisive([p.stat(stat) for p in points])
+    found = _found(tuple(p.stat(stat) for p in points))
     return [
         ChangePointOut(
             index=cp.index,
