@@ -86,6 +86,16 @@ def open_diff(page, url: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(url)
     page.wait_for_function("window.__hotpathFirstRender !== undefined", timeout=15_000)
     page.locator("#slower tbody tr[data-function]").first.wait_for(timeout=15_000)
+    # The page settles after its first render: what loads below the graph can add a scrollbar,
+    # which narrows the canvas and redraws it. Positions are measured once that is over.
+    page.wait_for_load_state("networkidle")
+    width = None
+    for _ in range(100):
+        next_frame(page)
+        now = page.evaluate("document.getElementById('graph').getBoundingClientRect().width")
+        if now == width:
+            break
+        width = now
 
 
 def frame_of(page, name: str) -> dict[str, float] | None:  # type: ignore[no-untyped-def]
