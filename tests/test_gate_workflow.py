@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,7 +146,7 @@ def test_the_kept_runs_are_the_newest_50(project: Path) -> None:
     kept.mkdir(parents=True)
     for k in range(50):
         (kept / f"{1_000_000_000 + k}-old.json").write_text("{}")
-    shutil.copy(ROOT / "tests" / "__init__.py", project / "bench-1.json")  # any file: copied
+    (project / "bench-1.json").write_text("{}")  # the step only copies it
     _run_step("Keep this run of main", project, {"COMMIT": "c" * 40}, {})
     names = sorted(p.name for p in kept.glob("*.json"))
     assert len(names) == 50
