@@ -748,7 +748,7 @@ def _judge(
     pooled = _Pool(dev - adjust[None, :], adjust_var, m.head_excess,
                    var_b, k_b)  # fmt: skip
     effect, se, _ = pooled.over(np.arange(n_cols))
-    baseline_se = pooled.baseline_se()
+    baseline_se = np.sqrt(pooled.baseline_var())
     df = _tail_df(scale_df, h_b)
     t_stat = effect / se
     # one-sided in each direction, each with its own BH: the gate asks "slower?", and
@@ -926,14 +926,14 @@ class _Pool:
             hh = np.maximum(h, 1)
             shift_var = np.sum(np.where(present, self.adjust_var[None, cols], 0.0), axis=1) / hh**2
             within = np.where(present, self.head_excess[:, cols], 0.0)
-            # the centre is a median of the baselines: pi/2 times the variance of a mean
-            var = self.var_b * (1 / hh + math.pi / 2 / np.maximum(self.k_b, 1)) + shift_var
+            var = self.var_b / hh + self.baseline_var() + shift_var
             se = np.sqrt(var + np.sum(within, axis=1) / hh**2)
         return np.where(h > 0, centre, np.nan), se, h
 
-    def baseline_se(self) -> np.ndarray:
-        """The standard error of the baseline centre: what no number of head runs removes."""
-        return np.sqrt(self.var_b * math.pi / 2 / np.maximum(self.k_b, 1))
+    def baseline_var(self) -> np.ndarray:
+        """The variance of the baseline centre, what no number of head runs removes: a median
+        of the baselines, pi/2 times the variance of a mean."""
+        return self.var_b * math.pi / 2 / np.maximum(self.k_b, 1)
 
 
 def _complete_data(bench: BenchStats | None) -> tuple[float, ...] | None:
