@@ -1,1 +1,2 @@
-"""hotpath's client side: the command line, the attaching agent, shipping windows to the server."""
+"""The attaching agent: py-spy windows of a running process, hot-path histograms, shipping
+to the server with retries and a spool."""

@@ -9,11 +9,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.hotpaths import HotPathTracker
-from agent.shipper import Shipper
-from profiler.adapters.pyspy import WindowedSampler
-from profiler.formats import collapsed
-from profiler.formats import window as wire
+from hotpath.agent.hotpaths import HotPathTracker
+from hotpath.agent.shipper import Shipper
+from hotpath.profiler.adapters.pyspy import WindowedSampler
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
 
 log = logging.getLogger("hotpath.agent")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from profiler.formats.window import HotPathWindow
-from profiler.hotpath import reader
-from profiler.hotpath.histogram import Histogram
+from hotpath.profiler.formats.window import HotPathWindow
+from hotpath.profiler.hotpath import reader
+from hotpath.profiler.hotpath.histogram import Histogram
 
 log = logging.getLogger("hotpath.agent")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import zstandard
 
-from profiler.formats.window import Window
+from hotpath.profiler.formats.window import Window
 
 log = logging.getLogger("hotpath.agent")
 

@@ -33,7 +33,7 @@ OWN_MS = 1.0
 TARGET = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
-    from profiler.hotpath import hot_path
+    from hotpath import hot_path
 
     SPLIT = {split!r}
 

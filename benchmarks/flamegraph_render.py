@@ -36,7 +36,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from profiler.formats import window as wire
+from hotpath.profiler.formats import window as wire
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import start_server, stop_process
 

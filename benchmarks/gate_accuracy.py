@@ -69,9 +69,9 @@ from pathlib import Path
 
 import numpy as np
 
-from profiler.analysis.gate import CONTROLS, Comparison, compare, confirm_sequentially
-from profiler.analysis.gate_config import GateConfig
-from profiler.formats.pytest_benchmark import BenchRun, BenchStats, load_path
+from hotpath.profiler.analysis.gate import CONTROLS, Comparison, compare, confirm_sequentially
+from hotpath.profiler.analysis.gate_config import GateConfig
+from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats, load_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.corpus import CORPUS

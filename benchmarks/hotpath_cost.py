@@ -24,8 +24,8 @@ from time import perf_counter_ns
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiler.hotpath import hot_path
-from profiler.hotpath.reader import read
+from hotpath import hot_path
+from hotpath.profiler.hotpath.reader import read
 
 BAR_NS = 1_000
 

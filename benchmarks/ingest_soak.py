@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from benchmarks import synthetic as syn  # noqa: E402
-from server.tables import series, stacks, windows  # noqa: E402
+from hotpath.server.tables import series, stacks, windows  # noqa: E402
 from tests.servers import start_server, stop_process  # noqa: E402
 
 

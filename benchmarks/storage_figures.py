@@ -57,13 +57,13 @@ from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
 from benchmarks import synthetic as syn  # noqa: E402
-from profiler.formats import collapsed, speedscope  # noqa: E402
-from profiler.formats import window as wire  # noqa: E402
-from profiler.model import function_stats  # noqa: E402
-from server.database import make_engine, upgrade  # noqa: E402
-from server.rollups import roll_up  # noqa: E402
-from server.store import Retention, Store, to_us  # noqa: E402
-from server.tables import windows  # noqa: E402
+from hotpath.profiler.formats import collapsed, speedscope  # noqa: E402
+from hotpath.profiler.formats import window as wire  # noqa: E402
+from hotpath.profiler.model import function_stats  # noqa: E402
+from hotpath.server.database import make_engine, upgrade  # noqa: E402
+from hotpath.server.rollups import roll_up  # noqa: E402
+from hotpath.server.store import Retention, Store, to_us  # noqa: E402
+from hotpath.server.tables import windows  # noqa: E402
 from tests.servers import RunningServer, start_server, stop_process  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(

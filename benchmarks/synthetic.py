@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from profiler.formats import window as wire
+from hotpath.profiler.formats import window as wire
 
 RATE_HZ = 100.0
 WINDOW_S = 10

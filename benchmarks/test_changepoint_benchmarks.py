@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from profiler.analysis.changepoint import e_divisive
+from hotpath.profiler.analysis.changepoint import e_divisive
 
 
 def _history(runs: int, step_at: int | None) -> np.ndarray:

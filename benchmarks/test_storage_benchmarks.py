@@ -20,13 +20,13 @@ import pytest
 import zstandard
 
 from benchmarks import synthetic as syn
-from profiler.formats import speedscope
-from profiler.formats import window as wire
-from server import pairs
-from server.database import make_engine, upgrade
-from server.interning import Learned
-from server.rollups import roll_up
-from server.store import Retention, Store, to_us
+from hotpath.profiler.formats import speedscope
+from hotpath.profiler.formats import window as wire
+from hotpath.server import pairs
+from hotpath.server.database import make_engine, upgrade
+from hotpath.server.interning import Learned
+from hotpath.server.rollups import roll_up
+from hotpath.server.store import Retention, Store, to_us
 
 SERVICE = "bench-svc"
 LABELS = {"host": "ip-10-0-0-1", "pid": "4242", "version": "1.0.0"}

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from profiler.adapters.pyspy import SampledWindow, WindowedSampler, py_spy_path
+from hotpath.profiler.adapters.pyspy import SampledWindow, WindowedSampler, py_spy_path
 
 TARGET = r"""
 import sys, time

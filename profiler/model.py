@@ -23,6 +23,51 @@ class Unit(StrEnum):
     ALLOCATIONS = "allocations"
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileType:
+    """What a profile measured, shaped like Pyroscope's profile types: `name` (what ran:
+    process_cpu, wall, memory), `sample_type` (what each weight counts) and `unit`.
+
+    The type is part of a profile's identity: two profiles of different types are never
+    merged or compared. `id` is the short name users type (`--type wall`, `type=wall`).
+    Time profiles (cpu, wall) are weighted in samples at the profile's sample rate, so a
+    weight times the sampling period is time; memory profiles in bytes or allocations.
+    """
+
+    id: str
+    name: str
+    sample_type: str
+    unit: Unit
+    description: str
+
+    def __str__(self) -> str:
+        return self.id
+
+
+CPU = ProfileType("cpu", "process_cpu", "cpu", Unit.SAMPLES, "CPU time (on-CPU samples)")
+WALL = ProfileType("wall", "wall", "wall", Unit.SAMPLES, "wall-clock time (idle included)")
+ALLOC_BYTES = ProfileType("alloc_bytes", "memory", "alloc_space", Unit.BYTES, "bytes allocated")
+ALLOC_COUNT = ProfileType(
+    "alloc_count", "memory", "alloc_objects", Unit.ALLOCATIONS, "allocations made"
+)
+HELD_BYTES = ProfileType(
+    "held_bytes", "memory", "inuse_space", Unit.BYTES, "bytes still held (allocated, not freed)"
+)
+
+PROFILE_TYPES: dict[str, ProfileType] = {
+    t.id: t for t in (CPU, WALL, ALLOC_BYTES, ALLOC_COUNT, HELD_BYTES)
+}
+
+
+def profile_type(type_id: str) -> ProfileType:
+    """The type named `type_id`; ValueError naming the known ones otherwise."""
+    try:
+        return PROFILE_TYPES[type_id]
+    except KeyError:
+        known = ", ".join(PROFILE_TYPES)
+        raise ValueError(f"unknown profile type {type_id!r}: known types are {known}") from None
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Frame:
     """One function in a stack. `line` is the function's first line when known, else 0."""
@@ -52,17 +97,22 @@ class Profile:
     """Weights per stack, plus what is needed to interpret and merge them."""
 
     samples: Counter[Stack] = field(default_factory=Counter)
-    unit: Unit = Unit.SAMPLES
+    type: ProfileType = CPU
     sample_rate_hz: float | None = None
     start: datetime | None = None
     end: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def unit(self) -> Unit:
+        """How a weight is counted; the type decides it."""
+        return self.type.unit
+
     def empty_like(self) -> Profile:
         """A profile with no samples and this one's unit, rate, span and labels (for
         transforms that keep or rewrite some of the stacks)."""
         return Profile(
-            unit=self.unit,
+            type=self.type,
             sample_rate_hz=self.sample_rate_hz,
             start=self.start,
             end=self.end,
@@ -102,16 +152,17 @@ class FunctionStats:
 
 
 def merge(profiles: Iterable[Profile]) -> Profile:
-    """Sum the weights of several profiles of the same unit; the time span covers them all."""
+    """Sum the weights of several profiles of the same type; the time span covers them all.
+    Profiles of different types are never merged (ValueError)."""
     merged = Profile()
     first = True
     for profile in profiles:
         if first:
-            merged.unit, merged.sample_rate_hz = profile.unit, profile.sample_rate_hz
+            merged.type, merged.sample_rate_hz = profile.type, profile.sample_rate_hz
             merged.labels = dict(profile.labels)
             first = False
-        elif profile.unit != merged.unit:
-            raise ValueError(f"cannot merge a {profile.unit} profile into a {merged.unit} one")
+        elif profile.type != merged.type:
+            raise ValueError(f"cannot merge a {profile.type} profile into a {merged.type} one")
         else:
             if profile.sample_rate_hz != merged.sample_rate_hz:
                 merged.sample_rate_hz = None  # mixed rates: counts stay exact, time is approximate

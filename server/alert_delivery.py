@@ -30,9 +30,9 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from server.database import write_transaction
-from server.settings import Settings
-from server.tables import alert_notifications
+from hotpath.server.database import write_transaction
+from hotpath.server.settings import Settings
+from hotpath.server.tables import alert_notifications
 
 log = logging.getLogger("hotpath.alerts")
 
@@ -56,7 +56,7 @@ def _quantile_name(q: float) -> str:
 
 def alert_object(alert: Mapping[str, Any], external_url: str) -> dict[str, Any]:
     """One entry of the body's `alerts`, from an `alerts` row."""
-    from server.alerts import alert_labels  # alerts imports this module
+    from hotpath.server.alerts import alert_labels  # alerts imports this module
 
     labels = alert_labels(alert["service"], alert["hot_path"], alert["severity"])
     q = _quantile_name(alert["quantile"])

@@ -35,12 +35,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from profiler.hotpath.histogram import Histogram, merge_all
-from server import alert_delivery
-from server.database import write_transaction
-from server.hotpath_rollups import decode
-from server.settings import Settings
-from server.tables import (
+from hotpath.profiler.hotpath.histogram import Histogram, merge_all
+from hotpath.server import alert_delivery
+from hotpath.server.database import write_transaction
+from hotpath.server.hotpath_rollups import decode
+from hotpath.server.settings import Settings
+from hotpath.server.tables import (
     alert_progress,
     alert_rules,
     alert_states,

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from profiler.formats.window import SERVICE_NAME_PATTERN
-from server.alerts import Rule, default_rule, load_rule
-from server.database import read_snapshot, write_transaction
-from server.tables import alert_notifications, alert_rules, alerts
+from hotpath.profiler.formats.window import SERVICE_NAME_PATTERN
+from hotpath.server.alerts import Rule, default_rule, load_rule
+from hotpath.server.database import read_snapshot, write_transaction
+from hotpath.server.tables import alert_notifications, alert_rules, alerts
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 page_router = APIRouter(include_in_schema=False)

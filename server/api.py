@@ -13,14 +13,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from profiler.analysis.attribution import parse_function, under_function
-from profiler.formats import FormatError, collapsed, pyroscope, speedscope
-from profiler.formats import window as wire
-from profiler.labels import parse_labels
-from profiler.timespec import parse_range
-from server.body import decode_body, read_body
-from server.settings import Settings
-from server.store import Store, UnknownService
+from hotpath.profiler.analysis.attribution import parse_function, under_function
+from hotpath.profiler.formats import FormatError, collapsed, pyroscope, speedscope
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.timespec import parse_range
+from hotpath.server.body import decode_body, read_body
+from hotpath.server.settings import Settings
+from hotpath.server.store import Store, UnknownService
 
 router = APIRouter()
 

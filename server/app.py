@@ -13,12 +13,21 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from server import alerts_api, api, bench_api, bench_pages, compare_api, hotpath_api, metrics, pages
-from server.alerts import alert_work
-from server.database import make_engine, upgrade
-from server.maintenance import Maintenance
-from server.settings import Settings
-from server.store import Store
+from hotpath.server import (
+    alerts_api,
+    api,
+    bench_api,
+    bench_pages,
+    compare_api,
+    hotpath_api,
+    metrics,
+    pages,
+)
+from hotpath.server.alerts import alert_work
+from hotpath.server.database import make_engine, upgrade
+from hotpath.server.maintenance import Maintenance
+from hotpath.server.settings import Settings
+from hotpath.server.store import Store
 
 log = logging.getLogger("hotpath.server")
 

@@ -16,10 +16,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from profiler.analysis.changepoint import ChangePoint, e_divisive
-from profiler.formats.pytest_benchmark import BenchResultsError, load_run
-from server.bench_store import BenchStore, Point, RunMeta, UnknownRun
-from server.body import decode_body, read_body
+from hotpath.profiler.analysis.changepoint import ChangePoint, e_divisive
+from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, load_run
+from hotpath.server.bench_store import BenchStore, Point, RunMeta, UnknownRun
+from hotpath.server.body import decode_body, read_body
 
 router = APIRouter(prefix="/api/v1/bench", tags=["benchmarks"])
 

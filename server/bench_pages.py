@@ -18,15 +18,15 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from server.bench_api import (
+from hotpath.server.bench_api import (
     BRANCH_PATTERN,
     PROJECT_PATTERN,
     ChangePointOut,
     bench_store,
     change_points,
 )
-from server.bench_store import Point, ProfileSeries, RunMeta
-from server.pages import templates
+from hotpath.server.bench_store import Point, ProfileSeries, RunMeta
+from hotpath.server.pages import templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -228,7 +228,7 @@ def _valid_project(project: str) -> bool:
 
 
 def _benchmark_label(fullname: str) -> str:
-    # The same label value `hotpath gate --profile` gives a benchmark (agent.gate_profile).
+    # The same label value `hotpath gate --profile` gives a benchmark (hotpath.gate.profile).
     if len(fullname) <= 256:
         return fullname
     return "sha256:" + hashlib.sha256(fullname.encode()).hexdigest()

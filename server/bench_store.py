@@ -19,9 +19,9 @@ import zstandard
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from profiler.formats.pytest_benchmark import BenchRun
-from server.database import read_snapshot, write_transaction
-from server.tables import bench_results, bench_runs, series, services
+from hotpath.profiler.formats.pytest_benchmark import BenchRun
+from hotpath.server.database import read_snapshot, write_transaction
+from hotpath.server.tables import bench_results, bench_runs, series, services
 
 STATS = ("min", "median", "mean")
 

@@ -24,8 +24,8 @@ def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: s
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 
-    from server.app import create_app
-    from server.settings import Settings
+    from hotpath.server.app import create_app
+    from hotpath.server.settings import Settings
 
     overrides: dict[str, object] = {}
     if db_url:

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
-from profiler.analysis.diff import compare, estimate_dispersion
-from profiler.analysis.difftree import diff_tree
-from profiler.labels import parse_labels
-from profiler.model import Profile
-from profiler.timespec import parse_range
-from server.store import Store, UnknownService
+from hotpath.profiler.analysis.diff import compare, estimate_dispersion
+from hotpath.profiler.analysis.difftree import diff_tree
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.model import Profile
+from hotpath.profiler.timespec import parse_range
+from hotpath.server.store import Store, UnknownService
 
 router = APIRouter(prefix="/api/v1", tags=["compare"])
 

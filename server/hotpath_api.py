@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from profiler.analysis.attribution import FunctionShare, attribute, parse_function
-from profiler.hotpath.histogram import Histogram
-from server.compare_api import LabelParam, Selection, TimeParam, selection
-from server.store import Store, UnknownService
+from hotpath.profiler.analysis.attribution import FunctionShare, attribute, parse_function
+from hotpath.profiler.hotpath.histogram import Histogram
+from hotpath.server.compare_api import LabelParam, Selection, TimeParam, selection
+from hotpath.server.store import Store, UnknownService
 
 router = APIRouter(prefix="/api/v1", tags=["hot paths"])
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection, insert, select, tuple_, update
 
-from profiler.hotpath.histogram import NUM_BUCKETS, Histogram
-from server import pairs as pairs_codec
-from server.tables import hot_path_calls, hot_path_hours
+from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, Histogram
+from hotpath.server import pairs as pairs_codec
+from hotpath.server.tables import hot_path_calls, hot_path_hours
 
 HOUR_US = 3_600 * 1_000_000
 

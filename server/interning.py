@@ -20,9 +20,9 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from profiler.model import Frame, Stack
-from server.tables import frames as frames_table
-from server.tables import stacks as stacks_table
+from hotpath.profiler.model import Frame, Stack
+from hotpath.server.tables import frames as frames_table
+from hotpath.server.tables import stacks as stacks_table
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import retention, rollups
-from server.store import Retention
+from hotpath.server import retention, rollups
+from hotpath.server.store import Retention
 
 log = logging.getLogger("hotpath.maintenance")
 

@@ -46,12 +46,12 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from profiler.formats import window as wire
-from profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
-from server.tables import alert_notifications, alert_progress, alerts, windows
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
+from hotpath.server.tables import alert_notifications, alert_progress, alerts, windows
 
 if TYPE_CHECKING:
-    from server.store import IngestResult
+    from hotpath.server.store import IngestResult
 
 LE_SECONDS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,

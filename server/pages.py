@@ -12,11 +12,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from profiler.labels import parse_labels
-from profiler.timespec import parse_range
-from server.compare_api import Selection
-from server.hotpath_api import attribution_for, summarise
-from server.store import UnknownService
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.timespec import parse_range
+from hotpath.server.compare_api import Selection
+from hotpath.server.hotpath_api import attribution_for, summarise
+from hotpath.server.store import UnknownService
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")

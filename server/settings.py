@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from profiler.formats.window import WindowLimits
-from server.store import Retention
+from hotpath.profiler.formats.window import WindowLimits
+from hotpath.server.store import Retention
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,16 +19,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from profiler.formats import window as wire
-from profiler.hotpath.histogram import Histogram
-from profiler.model import Profile, Unit
-from server import pairs as pairs_codec
-from server.database import read_snapshot, write_transaction
-from server.hotpath_rollups import HOUR_US
-from server.hotpath_rollups import decode as _histogram
-from server.hotpath_rollups import encode as _encode_histogram
-from server.interning import LRU, Interner, Learned
-from server.tables import (
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.hotpath.histogram import Histogram
+from hotpath.profiler.model import CPU, Profile
+from hotpath.server import pairs as pairs_codec
+from hotpath.server.database import read_snapshot, write_transaction
+from hotpath.server.hotpath_rollups import HOUR_US
+from hotpath.server.hotpath_rollups import decode as _histogram
+from hotpath.server.hotpath_rollups import encode as _encode_histogram
+from hotpath.server.interning import LRU, Interner, Learned
+from hotpath.server.tables import (
     hot_path_calls,
     hot_path_hours,
     rollup_progress,
@@ -39,7 +39,7 @@ from server.tables import (
     services,
     windows,
 )
-from server.timeplan import HOUR, MINUTE, RAW, Availability, plan
+from hotpath.server.timeplan import HOUR, MINUTE, RAW, Availability, plan
 
 
 class UnknownService(LookupError):
@@ -349,7 +349,7 @@ class Store:
                 select(func.max(series.c.sample_rate_hz)).where(series.c.service_id == service_id)
             ).scalar()
         profile = Profile(
-            unit=Unit.SAMPLES, sample_rate_hz=rate, start=start, end=end, labels=dict(labels or {})
+            type=CPU, sample_rate_hz=rate, start=start, end=end, labels=dict(labels or {})
         )
         for stack_id, count in zip(merged.ids.tolist(), merged.counts.tolist(), strict=True):
             profile.samples[stacks[stack_id]] += count

@@ -41,7 +41,7 @@ def start_server(
         [
             sys.executable,
             "-m",
-            "agent",
+            "hotpath",
             "serve",
             "--port",
             str(port),
@@ -100,7 +100,7 @@ def attach_agent(
         [
             sys.executable,
             "-m",
-            "agent",
+            "hotpath",
             "agent",
             "attach",
             "--pid",

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from profiler.formats import collapsed
-from profiler.model import function_stats
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.model import function_stats
 from tests.servers import REPO, attach_agent, free_port, start_server, stop_process
 
 ARTIFACTS = REPO / "artifacts"
@@ -212,7 +212,7 @@ def test_attaching_to_a_process_that_is_not_python_says_so(sqlite_server) -> Non
 )
 def test_bad_agent_options_are_refused(argv: list[str], words: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "agent", "attach", "--pid", "1", "--service", "s", *argv],
+        [sys.executable, "-m", "hotpath", "agent", "attach", "--pid", "1", "--service", "s", *argv],
         capture_output=True,
         text=True,
         cwd=REPO,

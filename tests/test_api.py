@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import zstandard
 
-from profiler.formats import collapsed
-from profiler.formats import window as wire
-from profiler.model import Frame, Profile
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import Frame, Profile
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from profiler.analysis.attribution import (
+from hotpath.profiler.analysis.attribution import (
     OWN_TIME,
     attribute,
     matches,
     parse_function,
     under_function,
 )
-from profiler.model import Frame, Profile
+from hotpath.profiler.model import Frame, Profile
 
 MAIN = Frame("main", "app.py", 1)
 TIMED = Frame("timed", "profiler/hotpath/recorder.py", 300)

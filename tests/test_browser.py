@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def profiled_trader(sqlite_server, tmp_path) -> Iterator[str]:
     """The demo trader sampled by the real agent for a few seconds; yields the server URL."""
-    trader = subprocess.Popen([sys.executable, "-m", "agent.demo_trader"], cwd=REPO)
+    trader = subprocess.Popen([sys.executable, "-m", "hotpath.cli.demo_trader"], cwd=REPO)
     agent = attach_agent(
         trader.pid, sqlite_server.url, "demo-trader", "--window", "1", spool_dir=tmp_path / "spool"
     )

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from profiler.formats import collapsed
-from profiler.formats import window as wire
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
 from tests.chromium import ARTIFACTS
 from tests.test_bench_api import PDFMINER, synthetic_run
 

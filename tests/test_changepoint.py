@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from profiler.analysis.changepoint import e_divisive
+from hotpath.profiler.analysis.changepoint import e_divisive
 
 
 def noise(seed: int, n: int, level: float = 100.0, sd: float = 2.0) -> np.ndarray:

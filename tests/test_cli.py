@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import zstandard
 
-from profiler.formats import collapsed, speedscope
-from profiler.formats import window as wire
+from hotpath.profiler.formats import collapsed, speedscope
+from hotpath.profiler.formats import window as wire
 from tests.servers import REPO
 
 STACKS = "main (t.py:1);risk_check (t.py:10) 7\nmain (t.py:1);route (t.py:20) 3\n"
@@ -19,7 +19,11 @@ STACKS = "main (t.py:1);risk_check (t.py:10) 7\nmain (t.py:1);route (t.py:20) 3\
 
 def hotpath(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *argv], capture_output=True, text=True, cwd=REPO, timeout=60
+        [sys.executable, "-m", "hotpath", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from profiler.analysis.diff import compare, estimate_dispersion
-from profiler.analysis.difftree import diff_tree
-from profiler.formats import collapsed
-from profiler.model import Profile
+from hotpath.profiler.analysis.diff import compare, estimate_dispersion
+from hotpath.profiler.analysis.difftree import diff_tree
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.model import Profile
 
 SPLIT = {
     "main;handle;risk_check": 40,

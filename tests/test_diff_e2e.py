@@ -48,7 +48,7 @@ FUNCTIONS = {"decode_order", "risk_check", "price_quote", "route_order", "handle
 
 def hotpath(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *argv],
+        [sys.executable, "-m", "hotpath", *argv],
         capture_output=True,
         text=True,
         cwd=REPO,

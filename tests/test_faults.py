@@ -29,13 +29,13 @@ import zstandard
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from agent.shipper import Shipper
-from profiler.formats import collapsed
-from profiler.formats import window as wire
-from profiler.model import Frame, Profile, Stack
-from server.tables import frames as frames_table
-from server.tables import stacks as stacks_table
-from server.tables import windows as windows_table
+from hotpath.agent.shipper import Shipper
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import Frame, Profile, Stack
+from hotpath.server.tables import frames as frames_table
+from hotpath.server.tables import stacks as stacks_table
+from hotpath.server.tables import windows as windows_table
 from tests.servers import RunningServer, free_port, start_server, stop_process
 from tests.tcp_proxy import TcpProxy
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from profiler.formats import FormatError, collapsed, pyroscope, speedscope
-from profiler.formats import window as wire
-from profiler.model import Frame, Profile, Unit, function_stats, merge
+from hotpath.profiler.formats import FormatError, collapsed, pyroscope, speedscope
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import ALLOC_BYTES, Frame, Profile, Unit, function_stats, merge
 
 SCHEMA = (
     Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_merge_sums_and_spans() -> None:
     merged = merge([a, b])
     assert merged.total == 6 and (merged.start, merged.end) == (a.start, b.end)
     with pytest.raises(ValueError, match="cannot merge"):
-        merge([a, Profile(unit=Unit.BYTES)])
+        merge([a, Profile(type=ALLOC_BYTES)])
 
 
 def test_speedscope_export_validates_against_speedscopes_schema() -> None:

@@ -53,7 +53,7 @@ def gate(
     *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "gate", *map(str, args)],
+        [sys.executable, "-m", "hotpath", "gate", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -14,9 +14,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from agent.gate_profile import profile_flagged
-from profiler.formats import pyinstrument as session_format
-from profiler.formats import speedscope
+from hotpath.gate.profile import profile_flagged
+from hotpath.profiler.formats import pyinstrument as session_format
+from hotpath.profiler.formats import speedscope
 
 CONFTEST = """
 import pytest

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler.formats.pytest_benchmark import (
+from hotpath.profiler.formats.pytest_benchmark import (
     BenchResultsError,
     load_baselines,
     load_path,

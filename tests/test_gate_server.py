@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.gate_server import GateServerError, exchange
+from hotpath.gate.exchange import GateServerError, exchange
 from tests.servers import REPO, free_port
 from tests.test_bench_api import PDFMINER, synthetic_run
 
@@ -28,7 +28,7 @@ def write_run(folder: Path, i: int, median: float) -> Path:
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "gate", *args],
+        [sys.executable, "-m", "hotpath", "gate", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from profiler.analysis.gate import (
+from hotpath.profiler.analysis.gate import (
     MIN_RERUNS_TO_CLEAR,
     SUSPECT_EFFECT_SHARE,
     Verdict,
@@ -18,8 +18,8 @@ from profiler.analysis.gate import (
     controls,
     suspects,
 )
-from profiler.analysis.gate_config import GateConfig, GateConfigError, load_config
-from profiler.formats.pytest_benchmark import BenchRun, BenchStats
+from hotpath.profiler.analysis.gate_config import GateConfig, GateConfigError, load_config
+from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
 MACHINE = {"system": "Linux", "machine": "x86_64", "python_version": "3.12.1"}
 OPTIONS = {"max_time": 1.0, "min_rounds": 5}
@@ -123,7 +123,7 @@ def test_min_effect_per_group_is_respected(base: np.ndarray) -> None:
 
 
 def test_detectable_names_a_noisy_benchmark_a_blind_spot(base: np.ndarray) -> None:
-    from agent.gate_report import blind_spot_line, blind_spots, json_report
+    from hotpath.gate.report import blind_spot_line, blind_spots, json_report
 
     rng = np.random.default_rng(23)
     noise = np.full(base.size, 0.01)

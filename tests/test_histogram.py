@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from profiler.hotpath.histogram import (
+from hotpath.profiler.hotpath.histogram import (
     HIGHEST_NS,
     LAYOUT_ID,
     LOWEST_NS,

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from profiler.hotpath import HotPathLimitError, hot_path, reader, recorder
-from profiler.hotpath.histogram import Histogram
+from hotpath.profiler.hotpath import HotPathLimitError, hot_path, reader, recorder
+from hotpath.profiler.hotpath.histogram import Histogram
 
 REPO = Path(__file__).resolve().parents[1]
 MS = 1_000_000
@@ -46,8 +46,8 @@ class Child:
     PRELUDE = textwrap.dedent(
         """
         import json, os, sys, threading, time
-        from profiler.hotpath import hot_path
-        from profiler.hotpath import recorder
+        from hotpath import hot_path
+        from hotpath.profiler.hotpath import recorder
 
         def say(**fields):
             print(json.dumps(fields), flush=True)
@@ -630,7 +630,7 @@ def test_hot_path_limit_is_a_clear_error(children: list[Child]) -> None:
     child = spawn(
         children,
         f"""
-        from profiler.hotpath import HotPathLimitError
+        from hotpath.profiler.hotpath import HotPathLimitError
         for i in range({recorder.MAX_PATHS}):
             hot_path(f"path{{i}}").record(1_000 * (i + 1))
         try:

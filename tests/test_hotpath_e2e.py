@@ -17,7 +17,7 @@ from tests.servers import REPO, attach_agent, stop_process
 TARGET = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
-    from profiler.hotpath import hot_path
+    from hotpath import hot_path
 
     # 80% of orders take 2 ms, 15% 10 ms, 5% 40 ms: p50 2 ms, p99 40 ms, budget 30 ms.
     PATTERN = [2] * 16 + [10] * 3 + [40]
@@ -49,7 +49,11 @@ TARGET = textwrap.dedent("""
 
 def hotpath(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *argv], capture_output=True, text=True, cwd=REPO, timeout=60
+        [sys.executable, "-m", "hotpath", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
@@ -108,7 +112,7 @@ def test_a_process_without_hot_paths_ships_stacks_only(sqlite_server, tmp_path) 
 ATTRIBUTION_TARGET = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
-    from profiler.hotpath import hot_path
+    from hotpath import hot_path
 
     def busy(ms):
         end = time.perf_counter_ns() + int(ms * 1e6)
@@ -211,7 +215,7 @@ def test_the_calls_of_the_last_window_survive_the_target_exiting(sqlite_server, 
         textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from profiler.hotpath import hot_path
+        from hotpath import hot_path
 
         @hot_path("burst", budget_ms=5)
         def order():
@@ -246,7 +250,7 @@ def test_the_calls_of_the_last_window_survive_the_target_exiting(sqlite_server, 
 WAITING_TARGET = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
-    from profiler.hotpath import hot_path
+    from hotpath import hot_path
 
     spent = dict(compute=0, wait_for_fill=0)
 

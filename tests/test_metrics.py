@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from profiler.formats import window as wire
-from profiler.hotpath.histogram import NUM_BUCKETS, Histogram
-from server.metrics import _LE_OF_BUCKET, LE_SECONDS, HotPathCollector
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, Histogram
+from hotpath.server.metrics import _LE_OF_BUCKET, LE_SECONDS, HotPathCollector
 from tests.servers import RunningServer
 
 REPO = Path(__file__).resolve().parent.parent

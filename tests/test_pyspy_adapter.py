@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from profiler.adapters.pyspy import (
+from hotpath.profiler.adapters.pyspy import (
     NotAPythonProcess,
     PySpyError,
     PySpyMissing,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from agent.shipper import Shipper
-from profiler.formats import collapsed
-from profiler.formats import window as wire
+from hotpath.agent.shipper import Shipper
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
 from tests.servers import REPO, free_port
 
 START = datetime.now(UTC) - timedelta(minutes=10)
@@ -47,7 +47,7 @@ def test_windows_left_by_a_crashed_agent_are_adopted_and_sent_once(
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from agent.shipper import Shipper
+        from hotpath.agent.shipper import Shipper
         from tests.test_shipper import window
         shipper = Shipper("http://127.0.0.1:{free_port()}", Path({str(spool)!r}), backoff_s=60)
         for i in range(5):

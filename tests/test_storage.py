@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from profiler.formats import collapsed
-from profiler.formats import window as wire
-from server import pairs as pairs_codec
-from server import retention, rollups
-from server.database import make_engine, upgrade
-from server.store import Retention, Store, UnknownService, to_us
-from server.tables import frames, series_rollups, service_rollups, stacks, windows
-from server.timeplan import DAY, HOUR, MINUTE, RAW, Availability, Segment, plan
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.formats import window as wire
+from hotpath.server import pairs as pairs_codec
+from hotpath.server import retention, rollups
+from hotpath.server.database import make_engine, upgrade
+from hotpath.server.store import Retention, Store, UnknownService, to_us
+from hotpath.server.tables import frames, series_rollups, service_rollups, stacks, windows
+from hotpath.server.timeplan import DAY, HOUR, MINUTE, RAW, Availability, Segment, plan
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FUNCS = [f"fn{i} (app/mod{i % 7}.py:{10 * i})" for i in range(40)]

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from profiler.labels import parse_labels
-from profiler.timespec import parse_range, parse_time
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.timespec import parse_range, parse_time
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from pyinstrument import Profiler
 
-from profiler.formats import pyinstrument as session_format
-from profiler.model import Profile
+from hotpath.profiler.formats import pyinstrument as session_format
+from hotpath.profiler.model import Profile
 
 DEFAULT_INTERVAL_S = 0.0005
 

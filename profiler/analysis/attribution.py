@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from profiler.model import Frame, Profile, Stack, function_stats
+from hotpath.profiler.model import Frame, Profile, Stack, function_stats
 
 OWN_TIME = "(self)"  # the children row of the hot-path function's own code
 

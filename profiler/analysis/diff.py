@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import binom, false_discovery_control, norm
 
-from profiler.model import Frame, Profile, function_stats
+from hotpath.profiler.model import Frame, Profile, function_stats
 
 
 @dataclass(frozen=True)

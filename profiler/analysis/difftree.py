@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiler.model import Profile
+from hotpath.profiler.model import Profile
 
 
 def diff_tree(base: Profile, head: Profile) -> dict[str, Any]:

@@ -96,8 +96,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from profiler.analysis.gate_config import GateConfig
-from profiler.formats.pytest_benchmark import BenchRun, BenchStats
+from hotpath.profiler.analysis.gate_config import GateConfig
+from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
 PRIOR_SIGMA = 0.04  # log-scale run-to-run noise of one benchmark when history cannot tell
 PRIOR_SHIFT_SIGMA = 0.03  # log-scale spread of whole-run shifts when history cannot tell

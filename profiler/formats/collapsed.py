@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from profiler.formats import FormatError
-from profiler.model import Frame, Profile
+from hotpath.profiler.formats import FormatError
+from hotpath.profiler.model import Frame, Profile
 
 # py-spy frame: "fetch_quotes (trading.py:9)"; the file may itself contain spaces or parens.
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>.*):(?P<line>\d+)\)$")

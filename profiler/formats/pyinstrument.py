@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from profiler.formats import FormatError
-from profiler.model import Frame, Profile, Unit
+from hotpath.profiler.formats import FormatError
+from hotpath.profiler.model import CPU, Frame, Profile
 
 _IDENTIFIER_SEP = "\x00"
 _ATTRIBUTES_SEP = "\x01"
@@ -39,7 +39,7 @@ def from_session(doc: Mapping[str, Any]) -> Profile:
         start = datetime.fromtimestamp(float(doc["start_time"]), UTC)
         duration = float(doc["duration"])
         profile = Profile(
-            unit=Unit.SAMPLES,
+            type=CPU,
             sample_rate_hz=1 / interval,
             start=start,
             end=start + timedelta(seconds=duration),
@@ -73,7 +73,7 @@ def focus(profile: Profile, function: str) -> Profile:
     outermost call: the time of one test, without the test runner around it. The profile
     unchanged if no stack passes through it."""
     focused = Profile(
-        unit=profile.unit,
+        type=profile.type,
         sample_rate_hz=profile.sample_rate_hz,
         start=profile.start,
         end=profile.end,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from profiler.formats import FormatError, collapsed
-from profiler.model import Profile
+from hotpath.profiler.formats import FormatError, collapsed
+from hotpath.profiler.model import Profile
 
 _NAME = re.compile(r"^(?P<app>[^{}]+?)(?:\{(?P<labels>[^{}]*)\})?$")
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from profiler.formats import FormatError
+from hotpath.profiler.formats import FormatError
 
 _REQUIRED_TIMES = ("min", "max", "mean", "median")
 

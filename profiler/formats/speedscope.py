@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from profiler.formats import FormatError
-from profiler.model import Frame, Profile, Unit
+from hotpath.profiler.formats import FormatError
+from hotpath.profiler.model import ALLOC_BYTES, CPU, Frame, Profile, ProfileType, Unit
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
@@ -97,18 +97,18 @@ def _frame_in(data: Mapping[str, Any]) -> Frame:
     return Frame(str(data["name"]), str(data.get("file") or ""), int(data.get("line") or 0))
 
 
-def _unit_in(unit: str) -> tuple[Unit, float]:
-    """The model unit and the factor that converts a speedscope weight into it."""
+def _unit_in(unit: str) -> tuple[ProfileType, float]:
+    """The profile type and the factor that converts a speedscope weight into its unit."""
     if unit in _NS_PER:
-        return Unit.NANOSECONDS, _NS_PER[unit]
+        return CPU, _NS_PER[unit]
     if unit == "bytes":
-        return Unit.BYTES, 1
-    return Unit.SAMPLES, 1
+        return ALLOC_BYTES, 1
+    return CPU, 1
 
 
 def _sampled_in(data: Mapping[str, Any], frames: Sequence[Frame]) -> Profile:
     unit, factor = _unit_in(data["unit"])
-    profile = Profile(unit=unit)
+    profile = Profile(type=unit)
     samples, weights = data["samples"], data["weights"]
     if len(samples) != len(weights):
         raise ValueError(f"{len(samples)} samples but {len(weights)} weights")
@@ -120,7 +120,7 @@ def _sampled_in(data: Mapping[str, Any], frames: Sequence[Frame]) -> Profile:
 def _evented_in(data: Mapping[str, Any], frames: Sequence[Frame]) -> Profile:
     """Time between consecutive events is charged to the stack open during it."""
     unit, factor = _unit_in(data["unit"])
-    profile = Profile(unit=unit)
+    profile = Profile(type=unit)
     open_stack: list[Frame] = []
     last_at = float(data["startValue"])
     for event in data["events"]:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from profiler.hotpath.histogram import Histogram
-from profiler.model import Frame, Profile, Unit
+from hotpath.profiler.hotpath.histogram import Histogram
+from hotpath.profiler.model import CPU, Frame, Profile, Unit, profile_type
 
 FORMAT_ID = "hotpath.window/1"
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -75,6 +75,8 @@ class Window(BaseModel):
     end: AwareDatetime
     sample_rate_hz: Annotated[float, Field(gt=0, le=100_000)]
     unit: Unit = Unit.SAMPLES
+    # The profile type's id (hotpath.profiler.model.PROFILE_TYPES); its unit must be `unit`.
+    type: str = CPU.id
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], str] = {}
     frames: list[WireFrame]
     stacks: list[list[Annotated[int, Field(ge=0)]]]
@@ -85,6 +87,9 @@ class Window(BaseModel):
     def _consistent(self) -> Window:
         if self.end < self.start:
             raise ValueError("end is before start")
+        kind = profile_type(self.type)
+        if kind.unit != self.unit:
+            raise ValueError(f"a {kind.id} profile is in {kind.unit}, not {self.unit}")
         if len(self.stacks) != len(self.counts):
             raise ValueError(f"{len(self.stacks)} stacks but {len(self.counts)} counts")
         n = len(self.frames)
@@ -138,6 +143,7 @@ def from_profile(
         end=end,
         sample_rate_hz=sample_rate_hz,
         unit=profile.unit,
+        type=profile.type.id,
         labels=labels,
         frames=[(f.name, f.file, f.line) for f in frames],
         stacks=[[index[f] for f in stack] for stack, _ in pairs],
@@ -149,7 +155,7 @@ def from_profile(
 def to_profile(window: Window) -> Profile:
     frames = [Frame(name, file, line) for name, file, line in window.frames]
     profile = Profile(
-        unit=window.unit,
+        type=profile_type(window.type),
         sample_rate_hz=window.sample_rate_hz,
         start=window.start,
         end=window.end,

@@ -2,7 +2,7 @@
 
 In the trading process::
 
-    from profiler.hotpath import hot_path
+    from hotpath import hot_path
 
     @hot_path("order_execution", budget_ms=100)
     def execute(order): ...
@@ -11,6 +11,6 @@ In the agent: `profiler.hotpath.reader.read(pid)`. The bucket scheme and the mer
 `Histogram` the server stores are in `profiler.hotpath.histogram`.
 """
 
-from profiler.hotpath.recorder import HotPath, HotPathLimitError, hot_path
+from hotpath.profiler.hotpath.recorder import HotPath, HotPathLimitError, hot_path
 
 __all__ = ["HotPath", "HotPathLimitError", "hot_path"]

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from profiler.hotpath.histogram import (
+from hotpath.profiler.hotpath.histogram import (
     HIGHEST_NS,
     LOWEST_NS,
     NUM_BUCKETS,
     SUB_BUCKET_BITS,
     Histogram,
 )
-from profiler.hotpath.recorder import (
+from hotpath.profiler.hotpath.recorder import (
     BUCKETS_WORD,
     ENTRY,
     FUNCTION_BYTES,

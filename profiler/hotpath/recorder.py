@@ -100,7 +100,7 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar
 
-from profiler.hotpath.histogram import (
+from hotpath.profiler.hotpath.histogram import (
     HIGHEST_NS,
     LOWEST_NS,
     NUM_BUCKETS,

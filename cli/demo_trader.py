@@ -11,7 +11,7 @@ import math
 import random
 import time
 
-from profiler.hotpath import hot_path
+from hotpath import hot_path
 
 
 def spin(units: int) -> float:

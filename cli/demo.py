@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import httpx
 
-from agent.attach import AttachOptions, attach
+from hotpath.agent.attach import AttachOptions, attach
 
 
 def free_port(preferred: int) -> int:
@@ -43,7 +43,7 @@ def run_demo(port: int, data_dir: Path, window_s: float) -> None:
         [
             sys.executable,
             "-m",
-            "agent",
+            "hotpath",
             "serve",
             "--port",
             str(port),
@@ -53,7 +53,7 @@ def run_demo(port: int, data_dir: Path, window_s: float) -> None:
             "warning",
         ]
     )
-    trader = subprocess.Popen([sys.executable, "-m", "agent.demo_trader"])
+    trader = subprocess.Popen([sys.executable, "-m", "hotpath.cli.demo_trader"])
     try:
         wait_healthy(url)
         click.echo(f"\nserver:  {url}  (SQLite in {data_dir})")

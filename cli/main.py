@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 import httpx
 
-from agent.gate_cli import gate
-from profiler.labels import parse_labels
-from profiler.timespec import parse_range
+from hotpath.gate.cli import gate
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.timespec import parse_range
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -32,7 +32,7 @@ class _Commands(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "serve":
-            from server.cli import serve
+            from hotpath.server.cli import serve
 
             return serve
         return super().get_command(ctx, name)
@@ -103,9 +103,9 @@ def attach(
     idle: bool,
 ) -> None:
     """Attach to a running Python process with py-spy and ship its profile window by window."""
-    from agent.attach import AttachOptions
-    from agent.attach import attach as run_attach
-    from profiler.adapters.pyspy import PySpyError, check_target
+    from hotpath.agent.attach import AttachOptions
+    from hotpath.agent.attach import attach as run_attach
+    from hotpath.profiler.adapters.pyspy import PySpyError, check_target
 
     options = AttachOptions(
         pid=pid,
@@ -231,7 +231,7 @@ def diff(
     (--base version=1.4.2 --base -2h..-1h); a side without a range is the last hour.
     Exit codes: 0 nothing got slower, 1 a slowdown was flagged, 2 bad input or no answer.
     """
-    from agent.diff_report import fetch_diff, parse_side, print_table
+    from hotpath.cli.diff_report import fetch_diff, parse_side, print_table
 
     try:
         params = [
@@ -262,7 +262,7 @@ def paths(
     service: str, start: str, until: str, labels: dict[str, str], as_json: bool, server: str
 ) -> None:
     """Latency of each hot path (p50 ... max) against its budget over a time range."""
-    from agent.paths_report import print_paths
+    from hotpath.cli.paths_report import print_paths
 
     response, begin, end = _query(server, "/api/v1/hotpaths", service, start, until, labels)
     if as_json:
@@ -279,7 +279,7 @@ def paths(
 @click.option("--window", default=5.0, show_default=True, type=float)
 def demo(port: int, data_dir: Path, window: float) -> None:
     """Run a server, a simulated trading process and an agent attached to it."""
-    from agent.demo import run_demo
+    from hotpath.cli.demo import run_demo
 
     run_demo(port=port, data_dir=data_dir, window_s=window)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from profiler.analysis.gate import options_diff
-from profiler.formats.pytest_benchmark import BenchResultsError, BenchRun, load_path
+from hotpath.profiler.analysis.gate import options_diff
+from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, BenchRun, load_path
 
 # pytest's exit codes: 0 all passed, 1 some tests failed; anything else (interrupted, internal
 # error, usage error, nothing collected) means the re-run did not happen as asked

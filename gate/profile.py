@@ -29,12 +29,12 @@ from urllib.parse import quote, urlencode
 import httpx
 import zstandard
 
-from agent.gate_server import GateServerError, call
-from profiler.adapters.pyinstrument import DEFAULT_INTERVAL_S, profile_pytest
-from profiler.formats import pyinstrument as session_format
-from profiler.formats import speedscope
-from profiler.formats import window as wire
-from profiler.model import Profile
+from hotpath.gate.exchange import GateServerError, call
+from hotpath.profiler.adapters.pyinstrument import DEFAULT_INTERVAL_S, profile_pytest
+from hotpath.profiler.formats import pyinstrument as session_format
+from hotpath.profiler.formats import speedscope
+from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import Profile
 
 MAX_LABEL_CHARS = 256
 # How far back a stored base-branch profile is looked for.

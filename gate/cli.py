@@ -23,11 +23,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from profiler.analysis.gate_config import GateConfig, GateConfigError, load_config, parse_fraction
-from profiler.formats.pytest_benchmark import BenchResultsError, BenchRun, load_baselines, load_path
+from hotpath.profiler.analysis.gate_config import (
+    GateConfig,
+    GateConfigError,
+    load_config,
+    parse_fraction,
+)
+from hotpath.profiler.formats.pytest_benchmark import (
+    BenchResultsError,
+    BenchRun,
+    load_baselines,
+    load_path,
+)
 
 if TYPE_CHECKING:
-    from profiler.analysis.gate import Comparison
+    from hotpath.profiler.analysis.gate import Comparison
 
 EXIT_OK, EXIT_REGRESSED, EXIT_USAGE = 0, 1, 2
 
@@ -181,8 +191,8 @@ def _run(
             )
 
     # numpy, scipy and rich load only when gating, so other `hotpath` commands start fast
-    from agent.gate_report import print_table, write_reports
-    from profiler.analysis.gate import compare
+    from hotpath.gate.report import print_table, write_reports
+    from hotpath.profiler.analysis.gate import compare
 
     comparison = compare(heads, history, config)
     if confirm.times:
@@ -214,8 +224,8 @@ def _confirmed(
     """Re-run the suspects (and controls, to measure each re-run's own whole-run shift) round
     by round, up to `confirm.times` rounds, until each is settled; a failed re-run is bad input
     (exit 2)."""
-    from agent.gate_rerun import RerunError, rerun_once
-    from profiler.analysis.gate import confirm_sequentially, controls, suspects
+    from hotpath.gate.rerun import RerunError, rerun_once
+    from hotpath.profiler.analysis.gate import confirm_sequentially, controls, suspects
 
     suspected = suspects(comparison, config)
     if not suspected:
@@ -260,8 +270,8 @@ def _history(
             by_file.pop(Path(path).resolve(), None)
         runs = list(by_file.values())
         return sorted(runs, key=_run_order), None
-    from agent.gate_server import GateServerError, exchange
-    from profiler.formats.pytest_benchmark import load_run
+    from hotpath.gate.exchange import GateServerError, exchange
+    from hotpath.profiler.formats.pytest_benchmark import load_run
 
     assert project is not None and branch is not None
     try:
@@ -299,7 +309,7 @@ def _profiles(
     report_json: Path | None,
     rootdir: Path,
 ) -> dict[str, str]:
-    from agent.gate_profile import profile_flagged
+    from hotpath.gate.profile import profile_flagged
 
     beside = report_md or report_json
     out_dir = (

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from profiler.analysis.gate import Comparison, Verdict
+from hotpath.profiler.analysis.gate import Comparison, Verdict
 
 _STYLE = {
     "regressed": "bold red",

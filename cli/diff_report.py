@@ -11,8 +11,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from profiler.labels import parse_labels
-from profiler.timespec import parse_time
+from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.timespec import parse_time
 
 
 class DiffFailed(click.ClickException):

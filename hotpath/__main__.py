@@ -1,0 +1,3 @@
+from hotpath.cli.main import main
+
+main()
