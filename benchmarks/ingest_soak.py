@@ -1,7 +1,7 @@
 """Sustained ingest into one server process: does its memory stay bounded?
 
-The claim: the server's caches (server/interning.py: frame, stack and series ids, resolved
-stacks) are LRU-bounded, and nothing else grows per window, so RSS levels off however long a
+The claim: the server's caches (server/storage/sql/interning.py: frame, stack and series ids,
+resolved stacks) are LRU-bounded, and nothing else grows per window, so RSS levels off however long a
 fleet keeps sending. This runs the real `hotpath serve` (SQLite by default, `--db URL` for
 another database) and a live-like fleet against it for `--minutes`: every process of every
 service sends one 10-s window of 1,000 samples every 10 s (so the offered rate is
@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from benchmarks import synthetic as syn  # noqa: E402
-from hotpath.server.tables import series, stacks, windows  # noqa: E402
+from hotpath.server.storage.sql.tables import series, stacks, windows  # noqa: E402
 from tests.servers import start_server, stop_process  # noqa: E402
 
 

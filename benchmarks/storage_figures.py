@@ -60,10 +60,10 @@ from benchmarks import synthetic as syn  # noqa: E402
 from hotpath.profiler.formats import collapsed, speedscope  # noqa: E402
 from hotpath.profiler.formats import window as wire  # noqa: E402
 from hotpath.profiler.model import function_stats  # noqa: E402
-from hotpath.server.database import make_engine, upgrade  # noqa: E402
-from hotpath.server.rollups import roll_up  # noqa: E402
-from hotpath.server.store import Retention, Store, to_us  # noqa: E402
-from hotpath.server.tables import windows  # noqa: E402
+from hotpath.server.storage.sql.database import make_engine, upgrade  # noqa: E402
+from hotpath.server.storage.sql.profiles import Retention, Store, to_us  # noqa: E402
+from hotpath.server.storage.sql.rollups import roll_up  # noqa: E402
+from hotpath.server.storage.sql.tables import windows  # noqa: E402
 from tests.servers import RunningServer, start_server, stop_process  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
@@ -77,8 +77,8 @@ BARS = {
 }
 # Minute rollups are kept 30 days by default, so by the time a "last 30 days" query runs (a few
 # minutes after the history was loaded) the first minutes of its range are past minute
-# retention and, by design (server/timeplan.py), answered at hour resolution: the totals would
-# not match what was loaded. One more day of minute retention keeps the check exact; the
+# retention and, by design (server/storage/sql/timeplan.py), answered at hour resolution: the
+# totals would not match what was loaded. One more day of minute retention keeps the check exact; the
 # pieces a query reads are the same.
 QUERY_RETENTION = Retention(minute=timedelta(days=31))
 QUERY_ENV = {"HOTPATH_RETENTION_MINUTE": "P31D"}

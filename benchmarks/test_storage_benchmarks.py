@@ -22,11 +22,11 @@ import zstandard
 from benchmarks import synthetic as syn
 from hotpath.profiler.formats import speedscope
 from hotpath.profiler.formats import window as wire
-from hotpath.server import pairs
-from hotpath.server.database import make_engine, upgrade
-from hotpath.server.interning import Learned
-from hotpath.server.rollups import roll_up
-from hotpath.server.store import Retention, Store, to_us
+from hotpath.server.storage.sql import pairs
+from hotpath.server.storage.sql.database import make_engine, upgrade
+from hotpath.server.storage.sql.interning import Learned
+from hotpath.server.storage.sql.profiles import Retention, Store, to_us
+from hotpath.server.storage.sql.rollups import roll_up
 
 SERVICE = "bench-svc"
 LABELS = {"host": "ip-10-0-0-1", "pid": "4242", "version": "1.0.0"}

@@ -30,9 +30,9 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from hotpath.server.database import write_transaction
 from hotpath.server.settings import Settings
-from hotpath.server.tables import alert_notifications
+from hotpath.server.storage.sql.database import write_transaction
+from hotpath.server.storage.sql.tables import alert_notifications
 
 log = logging.getLogger("hotpath.alerts")
 

@@ -37,10 +37,10 @@ from sqlalchemy.exc import IntegrityError
 
 from hotpath.profiler.hotpath.histogram import Histogram, merge_all
 from hotpath.server import alert_delivery
-from hotpath.server.database import write_transaction
-from hotpath.server.hotpath_rollups import decode
 from hotpath.server.settings import Settings
-from hotpath.server.tables import (
+from hotpath.server.storage.sql.database import write_transaction
+from hotpath.server.storage.sql.hotpath_rollups import decode
+from hotpath.server.storage.sql.tables import (
     alert_progress,
     alert_rules,
     alert_states,

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from hotpath.profiler.formats.window import SERVICE_NAME_PATTERN
 from hotpath.server.alerts import Rule, default_rule, load_rule
-from hotpath.server.database import read_snapshot, write_transaction
-from hotpath.server.tables import alert_notifications, alert_rules, alerts
+from hotpath.server.storage.sql.database import read_snapshot, write_transaction
+from hotpath.server.storage.sql.tables import alert_notifications, alert_rules, alerts
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 page_router = APIRouter(include_in_schema=False)

@@ -20,7 +20,7 @@ from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.timespec import parse_range
 from hotpath.server.body import decode_body, read_body
 from hotpath.server.settings import Settings
-from hotpath.server.store import Store, UnknownService
+from hotpath.server.storage.sql.profiles import Store, UnknownService
 
 router = APIRouter()
 

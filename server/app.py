@@ -24,10 +24,10 @@ from hotpath.server import (
     pages,
 )
 from hotpath.server.alerts import alert_work
-from hotpath.server.database import make_engine, upgrade
 from hotpath.server.maintenance import Maintenance
 from hotpath.server.settings import Settings
-from hotpath.server.store import Store
+from hotpath.server.storage.sql.database import make_engine, upgrade
+from hotpath.server.storage.sql.profiles import Store
 
 log = logging.getLogger("hotpath.server")
 

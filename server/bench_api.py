@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hotpath.profiler.analysis.changepoint import ChangePoint, e_divisive
 from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, load_run
-from hotpath.server.bench_store import BenchStore, Point, RunMeta, UnknownRun
 from hotpath.server.body import decode_body, read_body
+from hotpath.server.storage.sql.bench import BenchStore, Point, RunMeta, UnknownRun
 
 router = APIRouter(prefix="/api/v1/bench", tags=["benchmarks"])
 

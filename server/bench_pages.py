@@ -25,8 +25,8 @@ from hotpath.server.bench_api import (
     bench_store,
     change_points,
 )
-from hotpath.server.bench_store import Point, ProfileSeries, RunMeta
 from hotpath.server.pages import templates
+from hotpath.server.storage.sql.bench import Point, ProfileSeries, RunMeta
 
 router = APIRouter(include_in_schema=False)
 

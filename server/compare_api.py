@@ -15,7 +15,7 @@ from hotpath.profiler.analysis.difftree import diff_tree
 from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.model import Profile
 from hotpath.profiler.timespec import parse_range
-from hotpath.server.store import Store, UnknownService
+from hotpath.server.storage.sql.profiles import Store, UnknownService
 
 router = APIRouter(prefix="/api/v1", tags=["compare"])
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from hotpath.profiler.analysis.attribution import FunctionShare, attribute, parse_function
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.server.compare_api import LabelParam, Selection, TimeParam, selection
-from hotpath.server.store import Store, UnknownService
+from hotpath.server.storage.sql.profiles import Store, UnknownService
 
 router = APIRouter(prefix="/api/v1", tags=["hot paths"])
 

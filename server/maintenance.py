@@ -16,8 +16,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hotpath.server import retention, rollups
-from hotpath.server.store import Retention
+from hotpath.server.storage.sql import retention, rollups
+from hotpath.server.storage.sql.profiles import Retention
 
 log = logging.getLogger("hotpath.maintenance")
 

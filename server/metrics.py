@@ -48,10 +48,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
-from hotpath.server.tables import alert_notifications, alert_progress, alerts, windows
+from hotpath.server.storage.sql.tables import alert_notifications, alert_progress, alerts, windows
 
 if TYPE_CHECKING:
-    from hotpath.server.store import IngestResult
+    from hotpath.server.storage.sql.profiles import IngestResult
 
 LE_SECONDS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,

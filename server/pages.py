@@ -16,7 +16,7 @@ from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.timespec import parse_range
 from hotpath.server.compare_api import Selection
 from hotpath.server.hotpath_api import attribution_for, summarise
-from hotpath.server.store import UnknownService
+from hotpath.server.storage.sql.profiles import UnknownService
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")

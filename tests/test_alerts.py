@@ -22,10 +22,10 @@ from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.server.alert_delivery import ZERO_TIME, webhook_body
 from hotpath.server.alerts import AlertEvaluator, Rule, Streaks, judge, step
-from hotpath.server.database import make_engine, upgrade
 from hotpath.server.settings import Settings
-from hotpath.server.store import Store
-from hotpath.server.tables import alert_notifications, alert_rules, alerts
+from hotpath.server.storage.sql.database import make_engine, upgrade
+from hotpath.server.storage.sql.profiles import Store
+from hotpath.server.storage.sql.tables import alert_notifications, alert_rules, alerts
 from tests.servers import free_port, start_server, stop_process
 
 MS = 1_000_000

@@ -33,9 +33,9 @@ from hotpath.agent.shipper import Shipper
 from hotpath.profiler.formats import collapsed
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.model import Frame, Profile, Stack
-from hotpath.server.tables import frames as frames_table
-from hotpath.server.tables import stacks as stacks_table
-from hotpath.server.tables import windows as windows_table
+from hotpath.server.storage.sql.tables import frames as frames_table
+from hotpath.server.storage.sql.tables import stacks as stacks_table
+from hotpath.server.storage.sql.tables import windows as windows_table
 from tests.servers import RunningServer, free_port, start_server, stop_process
 from tests.tcp_proxy import TcpProxy
 

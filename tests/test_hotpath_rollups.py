@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram, merge_all
 from hotpath.profiler.model import Profile
-from hotpath.server import retention, rollups
-from hotpath.server.database import make_engine, upgrade
-from hotpath.server.store import Retention, Store
-from hotpath.server.tables import windows
+from hotpath.server.storage.sql import retention, rollups
+from hotpath.server.storage.sql.database import make_engine, upgrade
+from hotpath.server.storage.sql.profiles import Retention, Store
+from hotpath.server.storage.sql.tables import windows
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 T0 = NOW - timedelta(hours=30)

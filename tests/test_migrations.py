@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from hotpath.server.database import MIGRATIONS, make_engine, upgrade
-from hotpath.server.tables import metadata
+from hotpath.server.storage.sql.database import MIGRATIONS, make_engine, upgrade
+from hotpath.server.storage.sql.tables import metadata
 
 
 def test_migrations_match_the_tables_and_rerun_safely(db_url: str) -> None:

@@ -14,12 +14,18 @@ from sqlalchemy import func, select
 
 from hotpath.profiler.formats import collapsed
 from hotpath.profiler.formats import window as wire
-from hotpath.server import pairs as pairs_codec
-from hotpath.server import retention, rollups
-from hotpath.server.database import make_engine, upgrade
-from hotpath.server.store import Retention, Store, UnknownService, to_us
-from hotpath.server.tables import frames, series_rollups, service_rollups, stacks, windows
-from hotpath.server.timeplan import DAY, HOUR, MINUTE, RAW, Availability, Segment, plan
+from hotpath.server.storage.sql import pairs as pairs_codec
+from hotpath.server.storage.sql import retention, rollups
+from hotpath.server.storage.sql.database import make_engine, upgrade
+from hotpath.server.storage.sql.profiles import Retention, Store, UnknownService, to_us
+from hotpath.server.storage.sql.tables import (
+    frames,
+    series_rollups,
+    service_rollups,
+    stacks,
+    windows,
+)
+from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE, RAW, Availability, Segment, plan
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FUNCS = [f"fn{i} (app/mod{i % 7}.py:{10 * i})" for i in range(40)]

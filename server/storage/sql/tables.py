@@ -132,7 +132,7 @@ hot_path_calls = Table(
     Column("sum_ns", BigInteger, nullable=False),
     Column("max_ns", BigInteger, nullable=False),
     Column("buckets", LargeBinary, nullable=False),
-    # Merged into hot_path_hours (server/hotpath_rollups.py), which outlive raw windows.
+    # Merged into hot_path_hours (server/storage/sql/hotpath_rollups.py), which outlive raw windows.
     Column("rolled_up", Boolean, nullable=False, server_default=false()),
     Index("ix_hot_path_calls_service_start", "service_id", "start_us"),
     Index("ix_hot_path_calls_rolled_up", "rolled_up", "id"),

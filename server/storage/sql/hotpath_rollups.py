@@ -1,7 +1,7 @@
 """Merging hot-path calls into hours per series, so latency history outlives raw windows.
 
-Like the minute roll-ups of stacks (server/rollups.py, in whose transaction and lock this
-runs), rows are merged as they arrive: each run takes the rows not rolled up yet, merges them
+Like the minute roll-ups of stacks (server/storage/sql/rollups.py, in whose transaction and lock
+this runs), rows are merged as they arrive: each run takes the rows not rolled up yet, merges them
 into their (series, hot path, hour) row, and marks them. A late row (an agent's spool replayed
 hours later) is merged into its hour the same way. Queries read an hour row for every whole
 hour of a range plus the raw rows at the edges and any row not rolled up yet, so answers are
@@ -16,8 +16,8 @@ import numpy as np
 from sqlalchemy import Connection, insert, select, tuple_, update
 
 from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, Histogram
-from hotpath.server import pairs as pairs_codec
-from hotpath.server.tables import hot_path_calls, hot_path_hours
+from hotpath.server.storage.sql import pairs as pairs_codec
+from hotpath.server.storage.sql.tables import hot_path_calls, hot_path_hours
 
 HOUR_US = 3_600 * 1_000_000
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from hotpath.server.tables import metadata
+from hotpath.server.storage.sql.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -19,12 +19,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Table, and_, or_, select, text, update
 
-from hotpath.server import pairs as pairs_codec
-from hotpath.server.database import write_transaction
-from hotpath.server.hotpath_rollups import roll_up_hot_paths
-from hotpath.server.store import from_us, to_us
-from hotpath.server.tables import rollup_progress, series_rollups, service_rollups, windows
-from hotpath.server.timeplan import DAY, HOUR, MINUTE
+from hotpath.server.storage.sql import pairs as pairs_codec
+from hotpath.server.storage.sql.database import write_transaction
+from hotpath.server.storage.sql.hotpath_rollups import roll_up_hot_paths
+from hotpath.server.storage.sql.profiles import from_us, to_us
+from hotpath.server.storage.sql.tables import (
+    rollup_progress,
+    series_rollups,
+    service_rollups,
+    windows,
+)
+from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE
 
 log = logging.getLogger("hotpath.rollups")
 

@@ -22,13 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.profiler.model import CPU, Profile
-from hotpath.server import pairs as pairs_codec
-from hotpath.server.database import read_snapshot, write_transaction
-from hotpath.server.hotpath_rollups import HOUR_US
-from hotpath.server.hotpath_rollups import decode as _histogram
-from hotpath.server.hotpath_rollups import encode as _encode_histogram
-from hotpath.server.interning import LRU, Interner, Learned
-from hotpath.server.tables import (
+from hotpath.server.storage.sql import pairs as pairs_codec
+from hotpath.server.storage.sql.database import read_snapshot, write_transaction
+from hotpath.server.storage.sql.hotpath_rollups import HOUR_US
+from hotpath.server.storage.sql.hotpath_rollups import decode as _histogram
+from hotpath.server.storage.sql.hotpath_rollups import encode as _encode_histogram
+from hotpath.server.storage.sql.interning import LRU, Interner, Learned
+from hotpath.server.storage.sql.tables import (
     hot_path_calls,
     hot_path_hours,
     rollup_progress,
@@ -39,7 +39,7 @@ from hotpath.server.tables import (
     services,
     windows,
 )
-from hotpath.server.timeplan import HOUR, MINUTE, RAW, Availability, plan
+from hotpath.server.storage.sql.timeplan import HOUR, MINUTE, RAW, Availability, plan
 
 
 class UnknownService(LookupError):
@@ -498,7 +498,7 @@ def _hot_path_rows(
 ) -> list[Row[Any]]:
     """The hot-path rows that make up [start_us, end_us), oldest first: an hour row for each
     whole hour (with `hours`), raw rows for the rest and for any raw row not merged into its
-    hour yet (server/hotpath_rollups.py), so nothing is counted twice or missed."""
+    hour yet (server/storage/sql/hotpath_rollups.py), so nothing is counted twice or missed."""
     raw, hour = hot_path_calls.c, hot_path_hours.c
     first_hour = -(-start_us // HOUR_US) * HOUR_US
     last_hour = end_us - end_us % HOUR_US

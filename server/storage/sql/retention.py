@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, exists, select
 
-from hotpath.server.database import write_transaction
-from hotpath.server.store import Retention, to_us
-from hotpath.server.tables import (
+from hotpath.server.storage.sql.database import write_transaction
+from hotpath.server.storage.sql.profiles import Retention, to_us
+from hotpath.server.storage.sql.tables import (
     hot_path_calls,
     hot_path_hours,
     series_rollups,
     service_rollups,
     windows,
 )
-from hotpath.server.timeplan import DAY, HOUR, MINUTE
+from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE
 
 BATCH = 5_000
 

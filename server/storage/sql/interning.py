@@ -21,8 +21,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hotpath.profiler.model import Frame, Stack
-from hotpath.server.tables import frames as frames_table
-from hotpath.server.tables import stacks as stacks_table
+from hotpath.server.storage.sql.tables import frames as frames_table
+from hotpath.server.storage.sql.tables import stacks as stacks_table
 
 K = TypeVar("K")
 V = TypeVar("V")

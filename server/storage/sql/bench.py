@@ -20,8 +20,8 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hotpath.profiler.formats.pytest_benchmark import BenchRun
-from hotpath.server.database import read_snapshot, write_transaction
-from hotpath.server.tables import bench_results, bench_runs, series, services
+from hotpath.server.storage.sql.database import read_snapshot, write_transaction
+from hotpath.server.storage.sql.tables import bench_results, bench_runs, series, services
 
 STATS = ("min", "median", "mean")
 
