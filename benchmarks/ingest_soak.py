@@ -1,8 +1,8 @@
 """Sustained ingest into one server process: does its memory stay bounded?
 
 The claim: the server's caches (server/storage/sql/interning.py: frame, stack and series ids,
-resolved stacks) are LRU-bounded, and nothing else grows per window, so RSS levels off however long a
-fleet keeps sending. This runs the real `hotpath serve` (SQLite by default, `--db URL` for
+resolved stacks) are LRU-bounded, and nothing else grows per window, so RSS levels off however
+long a fleet keeps sending. This runs the real `hotpath serve` (SQLite by default, `--db URL` for
 another database) and a live-like fleet against it for `--minutes`: every process of every
 service sends one 10-s window of 1,000 samples every 10 s (so the offered rate is
 services x processes / 10 windows/s), and processes restart with a new pid every

@@ -78,8 +78,8 @@ BARS = {
 # Minute rollups are kept 30 days by default, so by the time a "last 30 days" query runs (a few
 # minutes after the history was loaded) the first minutes of its range are past minute
 # retention and, by design (server/storage/sql/timeplan.py), answered at hour resolution: the
-# totals would not match what was loaded. One more day of minute retention keeps the check exact; the
-# pieces a query reads are the same.
+# totals would not match what was loaded. One more day of minute retention keeps the check
+# exact; the pieces a query reads are the same.
 QUERY_RETENTION = Retention(minute=timedelta(days=31))
 QUERY_ENV = {"HOTPATH_RETENTION_MINUTE": "P31D"}
 
