@@ -14,6 +14,7 @@ from hotpath.agent.shipper import Shipper
 from hotpath.profiler.adapters.pyspy import WindowedSampler
 from hotpath.profiler.formats import collapsed
 from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import CPU, WALL
 
 log = logging.getLogger("hotpath.agent")
 
@@ -51,9 +52,9 @@ def attach(options: AttachOptions) -> AttachSummary:
     py-spy failing later raises `PySpyError` too.
     """
     labels = {**default_labels(options.pid), **options.labels}
-    if options.idle:
-        # Wall-clock profiles must not be merged or compared with CPU ones unnoticed.
-        labels.setdefault("sampling", "wall")
+    # py-spy samples on-CPU threads by default and every thread with --idle: two profile
+    # types, never merged or compared (the type is part of the series key on the server).
+    kind = WALL if options.idle else CPU
     sampler = WindowedSampler(
         options.pid, rate_hz=options.rate_hz, window_s=options.window_s, idle=options.idle
     )
@@ -71,6 +72,7 @@ def attach(options: AttachOptions) -> AttachSummary:
     try:
         for sampled in sampler.windows():
             profile = collapsed.loads(sampled.collapsed)
+            profile.type = kind
             calls = hot_paths.window()
             summary.windows += 1
             summary.samples += profile.total

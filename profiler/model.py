@@ -10,7 +10,7 @@ spirit of pyinstrument's processors.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -194,11 +194,6 @@ def function_stats(profile: Profile) -> list[FunctionStats]:
         ),
         key=lambda s: (-s.total_weight, s.name, s.file),
     )
-
-
-def filter_labels(profiles: Iterable[Profile], wanted: Mapping[str, str]) -> list[Profile]:
-    """Profiles whose labels include every wanted key=value."""
-    return [p for p in profiles if all(p.labels.get(k) == v for k, v in wanted.items())]
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -79,7 +79,7 @@ def test_no_samples_inside_gives_an_empty_split_not_an_error() -> None:
     assert split.samples_inside == 0 and split.children == [] and split.functions == []
 
 
-def test_function_text_round_trips() -> None:
+def test_function_names_with_parentheses_parse() -> None:
     assert parse_function("Book.match (trading/book (v2).py)") == (
         "Book.match",
         "trading/book (v2).py",

@@ -1,10 +1,10 @@
-"""Running pyinstrument: on one call in this process, or on one pytest test in a subprocess.
+"""Running pyinstrument on one pytest test, in a subprocess (`hotpath gate --profile`).
 
 pyinstrument hooks every call (about 0.4x speed on a tight loop), so it is for on-demand
 profiling of one benchmark, never always-on. The pytest run happens in a fresh interpreter in
 the project's folder, so the test sees its own conftest, imports and working directory; the
 child imports only pytest and pyinstrument (not this package), so it also works in a checkout
-of another version of a project that ships a `profiler` package of its own.
+of another project, whatever its own packages are called.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pyinstrument import Profiler
 
 from hotpath.profiler.formats import pyinstrument as session_format
 from hotpath.profiler.model import Profile
@@ -64,19 +61,6 @@ class PytestProfile:
     output: str  # pytest's output, for messages
 
     __test__ = False  # not a pytest test class, whatever its module is imported into
-
-
-def profile_call(
-    function: Callable[[], Any], interval_s: float = DEFAULT_INTERVAL_S
-) -> tuple[Any, Profile]:
-    """Run `function()` under pyinstrument here; its result and its profile."""
-    profiler = Profiler(interval=interval_s, async_mode="disabled")
-    profiler.start()
-    try:
-        result = function()
-    finally:
-        profiler.stop()
-    return result, session_format.from_session(profiler.last_session.to_json())
 
 
 def profile_pytest(

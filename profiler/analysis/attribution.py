@@ -58,10 +58,6 @@ def parse_function(text: str) -> tuple[str, str]:
     return name, rest[:-1]
 
 
-def function_text(qualname: str, filename: str) -> str:
-    return f"{qualname} ({filename})" if filename else qualname
-
-
 def matches(frame: Frame, qualname: str, filename: str) -> bool:
     """Is this sampled frame the hot path's code? Samplers shorten paths (py-spy drops the
     sys.path prefix) and the recorder keeps only the end of long ones: the qualname and the
