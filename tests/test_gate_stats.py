@@ -11,7 +11,6 @@ from hotpath.profiler.analysis.gate import (
     MIN_RERUNS_TO_CLEAR,
     SUSPECT_EFFECT_SHARE,
     Verdict,
-    _settled,
     benjamini_hochberg,
     compare,
     confirm_sequentially,
@@ -19,6 +18,7 @@ from hotpath.profiler.analysis.gate import (
     suspects,
 )
 from hotpath.profiler.analysis.gate_config import GateConfig, GateConfigError, load_config
+from hotpath.profiler.analysis.gate_confirm import _settled
 from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
 MACHINE = {"system": "Linux", "machine": "x86_64", "python_version": "3.12.1"}

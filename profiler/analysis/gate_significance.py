@@ -1,0 +1,145 @@
+"""How sure the benchmark gate is of each benchmark's change: the pooled change of the head
+runs with its standard error, one-sided t tests in each direction, Benjamini-Hochberg
+q-values in families, a re-run suspect's re-runs on their own, and the smallest slowdown the
+runs at hand would find (`detectable`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from hotpath.profiler.analysis.gate_config import GateConfig
+from hotpath.profiler.analysis.gate_noise import Noise, Observations, Pool, tail_df
+from hotpath.profiler.analysis.gate_shift import RunShift
+
+CONFIRM_P = 0.03  # a suspect's re-runs alone must show its change at this one-sided level
+POWER = 0.8  # of the `detectable` change
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """q-values: reject at FDR alpha where q <= alpha (step-up, monotone)."""
+    p = np.asarray(p_values, dtype=float)
+    n = p.size
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(n)
+    q[order] = np.minimum(ranked, 1.0)
+    return q
+
+
+@dataclass
+class Evidence:
+    """Per benchmark (arrays in the order of `Observations.names`): its change in log space
+    and everything a verdict and its evidence text are made of."""
+
+    effect: np.ndarray  # pooled log change of the head runs, whole-run shift removed
+    se: np.ndarray  # its standard error
+    baseline_se: np.ndarray  # the part of `se` no head re-run can reduce
+    p: np.ndarray  # one-sided p in the direction of the change
+    q: np.ndarray  # its Benjamini-Hochberg q within its family
+    t_crit: np.ndarray  # two-sided 95% quantile of the t, for the interval
+    rerun_counts: np.ndarray  # confirmation re-runs that have the benchmark
+    rerun_effect: np.ndarray  # log change of the re-runs alone (NaN without re-runs)
+    rerun_se: np.ndarray  # ... its standard error
+    rerun_p: np.ndarray  # ... and one-sided p in its own direction
+    detectable: np.ndarray  # log slowdown these runs find with probability `POWER`
+    centre: np.ndarray  # baseline centre (log seconds)
+    removed: float  # whole-run shift removed from every head run alike
+    var_b: np.ndarray  # run-to-run variance, the shift's uncertainty included
+    h_b: np.ndarray  # head runs pooled
+    k_b: np.ndarray  # baseline runs
+
+
+def significance(
+    obs: Observations,
+    noise: Noise,
+    shift: RunShift,
+    suspected: Collection[str],
+    config: GateConfig,
+) -> Evidence:
+    """Pool each benchmark's head runs (re-runs included) after their shifts, test the change
+    against the benchmark's noise, and measure what the re-runs show on their own."""
+    pooled = Pool(obs.dev - shift.adjust[None, :], shift.adjust_var, obs.head_excess,
+                  shift.var_b, obs.k_b)  # fmt: skip
+    effect, se, _ = pooled.over(np.arange(obs.n_cols))
+    df = tail_df(noise.scale_df, obs.h_b)
+    rerun_counts = np.sum(obs.present[:, obs.n_heads :], axis=1)
+    confirming = np.array([n in suspected for n in obs.names]) & (rerun_counts > 0)
+    p, q = _tested(effect, se, df, confirming)
+    rerun_effect, rerun_se, rerun_df, rerun_p = _reruns_alone(pooled, obs, noise)
+    family_size = np.where(
+        confirming, max(int(confirming.sum()), 1), max(int((~confirming).sum()), 1)
+    )
+    found = detectable(se, df, config.alpha / family_size)
+    # a re-run suspect must also show it on its re-runs alone
+    found = np.where(
+        confirming,
+        np.maximum(found, detectable(np.nan_to_num(rerun_se, nan=np.inf), rerun_df, CONFIRM_P)),
+        found,
+    )
+    return Evidence(
+        effect=effect,
+        se=se,
+        baseline_se=np.sqrt(pooled.baseline_var()),
+        p=p,
+        q=q,
+        t_crit=sps.t.ppf(0.975, df),
+        rerun_counts=rerun_counts,
+        rerun_effect=rerun_effect,
+        rerun_se=rerun_se,
+        rerun_p=rerun_p,
+        detectable=found,
+        centre=obs.centre,
+        removed=shift.removed,
+        var_b=shift.var_b,
+        h_b=obs.h_b,
+        k_b=obs.k_b,
+    )
+
+
+def _tested(
+    effect: np.ndarray, se: np.ndarray, df: np.ndarray, confirming: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(p, q): one-sided in each direction, each with its own BH, because the gate asks
+    "slower?" and improvements are a separate family. The re-run suspects form their own
+    families beside the benchmarks not re-run: their re-runs are independent of the screen
+    that chose them (and must show the change on their own too, see `gate_judge`)."""
+    t_stat = effect / se
+    p_slow, p_fast = sps.t.sf(t_stat, df), sps.t.cdf(t_stat, df)
+    slower = effect > 0
+    p = np.where(slower, p_slow, p_fast)
+    q = np.ones(effect.size)
+    for family in (~confirming, confirming):
+        if family.any():
+            q[family] = np.where(
+                slower[family],
+                benjamini_hochberg(p_slow[family]),
+                benjamini_hochberg(p_fast[family]),
+            )
+    return p, q
+
+
+def _reruns_alone(
+    pooled: Pool, obs: Observations, noise: Noise
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(log change, se, t degrees of freedom, one-sided p) of the confirmation re-runs on
+    their own, free of the head run that chose the suspects; NaN change without re-runs."""
+    rerun_effect, rerun_se, rerun_h = pooled.over(np.arange(obs.n_heads, obs.n_cols))
+    with np.errstate(all="ignore"):
+        rerun_t = np.nan_to_num(rerun_effect / rerun_se)
+    rerun_df = tail_df(noise.scale_df, np.maximum(rerun_h, 1))
+    rerun_p = np.where(rerun_effect > 0, sps.t.sf(rerun_t, rerun_df), sps.t.cdf(rerun_t, rerun_df))
+    return rerun_effect, rerun_se, rerun_df, rerun_p
+
+
+def detectable(se: np.ndarray, df: np.ndarray, level: np.ndarray | float) -> np.ndarray:
+    """Log slowdown found with probability `POWER` by a one-sided t at `level` (a regression's
+    p must pass BH, which for the first of m benchmarks is alpha/m: the level used is that,
+    so the figure is what one regression among m unchanged benchmarks needs)."""
+    return (sps.t.isf(level, df) + sps.t.ppf(POWER, df)) * se
