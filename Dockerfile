@@ -13,10 +13,15 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /build
 RUN python -m venv /opt/hotpath
 COPY pyproject.toml README.md ./
+# Every folder of the `hotpath` package (pyproject.toml, package-dir).
+COPY hotpath hotpath
 COPY profiler profiler
 COPY agent agent
+COPY cli cli
+COPY gate gate
 COPY server server
-RUN /opt/hotpath/bin/pip install --no-cache-dir --disable-pip-version-check .
+# The image is the server (and, as a sidecar, the agent, which the plain install already has).
+RUN /opt/hotpath/bin/pip install --no-cache-dir --disable-pip-version-check '.[server]'
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/hotpath hotpath

@@ -4,6 +4,9 @@ The target's histograms count every call since it started; the server wants the 
 window, so the agent keeps the previous snapshot per hot path and ships the difference. The
 first snapshot, taken when the agent attaches, is the baseline: calls made before the agent
 came are not charged to its first window.
+
+No numpy here: the agent runs from a plain `pip install hotpath`, and reads, subtracts and
+ships histograms as `SparseHistogram`s, whose wire form is the server's `Histogram`'s.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 
 from hotpath.profiler.formats.window import HotPathWindow
 from hotpath.profiler.hotpath import reader
-from hotpath.profiler.hotpath.histogram import Histogram
+from hotpath.profiler.hotpath.sparse import SparseHistogram
 
 log = logging.getLogger("hotpath.agent")
 
@@ -22,8 +25,8 @@ class HotPathTracker:
         self.pid = pid
         # Held open, so that the last window after the target's exit still reads its calls.
         self._file = reader.HeldHistograms(pid)
-        self._before: dict[str, Histogram] = {
-            name: snap.histogram for name, snap in self._read().items()
+        self._before: dict[str, SparseHistogram] = {
+            name: snap.calls for name, snap in self._read().items()
         }
 
     def window(self) -> list[HotPathWindow]:
@@ -32,10 +35,10 @@ class HotPathTracker:
         for name, snap in self._read().items():
             before = self._before.get(name)
             try:
-                calls = snap.histogram.delta(before) if before is not None else snap.histogram
+                calls = snap.calls.delta(before) if before is not None else snap.calls
             except ValueError:  # counts went down: the process restarted its histograms
-                calls = snap.histogram
-            self._before[name] = snap.histogram
+                calls = snap.calls
+            self._before[name] = snap.calls
             if calls.count:
                 function = f"{snap.function[0]} ({snap.function[1]})" if snap.function else None
                 out.append(

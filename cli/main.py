@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import httpx
 
+from hotpath.cli.extras import require_extra
 from hotpath.gate.cli import gate
+from hotpath.profiler.formats import registry
 from hotpath.profiler.labels import parse_labels
+from hotpath.profiler.model import CPU, PROFILE_TYPES
 from hotpath.profiler.timespec import parse_range
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -25,7 +30,17 @@ def _labels(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
 
 
 class _Commands(click.Group):
-    """Loads `serve` only when asked, so the agent never imports the server's dependencies."""
+    """Loads `serve` only when asked, so the agent never imports the server's dependencies;
+    a command that needs an extra (`hotpath.cli.extras`) says so, with exit code 2, when the
+    extra is not installed."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None:
+            require_extra(name)
+        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), "serve"})
@@ -36,6 +51,24 @@ class _Commands(click.Group):
 
             return serve
         return super().get_command(ctx, name)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def type_option(
+    flag: str = "--type", default: str | None = CPU.id, help: str = "Profile type."
+) -> Callable[[F], F]:
+    """`--type cpu|wall|alloc_bytes|...`: every read is of one profile type."""
+    dest = "profile_type" if flag == "--type" else flag.removeprefix("--").replace("-", "_")
+    return click.option(
+        flag,
+        dest,
+        type=click.Choice(list(PROFILE_TYPES)),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 @click.group(cls=_Commands)
@@ -89,8 +122,9 @@ def agent() -> None:
 @click.option(
     "--idle",
     is_flag=True,
-    help="Sample waiting threads too (wall-clock time, labelled sampling=wall): hot-path "
-    "attribution then counts time spent waiting on sockets, locks and sleeps.",
+    help="Sample waiting threads too: the wall profile type (wall-clock time) instead of cpu. "
+    "Hot-path attribution of wall profiles counts time spent waiting on sockets, locks and "
+    "sleeps.",
 )
 def attach(
     pid: int,
@@ -153,7 +187,7 @@ def attach(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["collapsed", "speedscope"]),
+    type=click.Choice(registry.writable()),
     default="collapsed",
     show_default=True,
 )
@@ -164,6 +198,7 @@ def attach(
     default=None,
     help="File to write [default: stdout].",
 )
+@type_option()
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
 def export(
     service: str,
@@ -172,16 +207,23 @@ def export(
     labels: dict[str, str],
     fmt: str,
     output: Path | None,
+    profile_type: str,
     server: str,
 ) -> None:
-    """Write the merged profile of a service over a time range."""
+    """Write the merged profile of a service over a time range (one profile type)."""
     response, _, _ = _query(
-        server, "/api/v1/profile", service, start, until, labels, [("format", fmt)]
+        server,
+        "/api/v1/profile",
+        service,
+        start,
+        until,
+        labels,
+        [("format", fmt), ("type", profile_type)],
     )
     if output is None:
-        sys.stdout.write(response.text)
+        sys.stdout.buffer.write(response.content)  # pprof is binary
     else:
-        output.write_text(response.text)
+        output.write_bytes(response.content)
         click.echo(
             f"wrote {output} ({response.headers.get('x-hotpath-samples', '?')} samples)", err=True
         )
@@ -214,6 +256,9 @@ def export(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the ranked functions as JSON.")
 @click.option("--limit", default=20, show_default=True, help="Rows in the table.")
+@type_option(help="Profile type of both sides.")
+@type_option("--base-type", default=None, help="Profile type of the base [default: --type].")
+@type_option("--head-type", default=None, help="Profile type of the head [default: --type].")
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
 def diff(
     service: str,
@@ -223,6 +268,9 @@ def diff(
     alpha: float,
     as_json: bool,
     limit: int,
+    profile_type: str,
+    base_type: str | None,
+    head_type: str | None,
     server: str,
 ) -> None:
     """Compare two profiles of a service; exit 1 when a function got significantly slower.
@@ -238,6 +286,10 @@ def diff(
             ("service", service),
             ("alpha", str(alpha)),
             ("min_change_pp", str(threshold)),
+            ("type", profile_type),
+            # Sides of different types are refused by the server, with its message.
+            *([("base_type", base_type)] if base_type else []),
+            *([("head_type", head_type)] if head_type else []),
             *parse_side("base", base_spec),
             *parse_side("head", head_spec),
         ]
@@ -282,6 +334,69 @@ def demo(port: int, data_dir: Path, window: float) -> None:
     from hotpath.cli.demo import run_demo
 
     run_demo(port=port, data_dir=data_dir, window_s=window)
+
+
+class UploadRefused(click.ClickException):
+    exit_code = 2  # bad input, like the other commands' 4xx
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--service", required=True, help="Service name the profile is stored under.")
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="KEY=VALUE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(registry.names()),
+    default=None,
+    help="The file's format [default: detected].",
+)
+@type_option(default=None, help="The profile type [default: what the file says].")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+def upload(
+    file: Path,
+    service: str,
+    labels: dict[str, str],
+    fmt: str | None,
+    profile_type: str | None,
+    server: str,
+) -> None:
+    """Store a profile file (collapsed, speedscope, pprof, pyinstrument session) on the server.
+
+    Exit codes: 0 stored, 2 refused (the server's message says why) or no answer.
+    """
+    import gzip
+
+    data = file.read_bytes()
+    headers = {"Content-Type": "application/octet-stream"}
+    if data[:2] != b"\x1f\x8b":  # compress in transit unless the file is gzip already
+        data, headers["Content-Encoding"] = gzip.compress(data, mtime=0), "gzip"
+    params = [
+        ("service", service),
+        *(("label", f"{k}={v}") for k, v in labels.items()),
+        *([("format", fmt)] if fmt else []),
+        *([("type", profile_type)] if profile_type else []),
+    ]
+    try:
+        response = httpx.post(
+            server.rstrip("/") + "/api/v1/profiles",
+            params=params,
+            content=data,
+            headers=headers,
+            timeout=120,
+        )
+    except httpx.TransportError as exc:
+        raise UploadRefused(f"cannot reach the server at {server}: {exc}") from None
+    if response.status_code not in (200, 201):
+        raise UploadRefused(_server_error(response))
+    answer = response.json()
+    for stored in answer["profiles"]:
+        again = " (already stored)" if stored["duplicate"] else ""
+        click.echo(
+            f"{file.name}: {answer['format']} -> {service} {stored['type']}: "
+            f"{stored['total']} {stored['unit']} in {stored['stacks']} stacks{again}",
+            err=True,
+        )
 
 
 cli.add_command(gate)

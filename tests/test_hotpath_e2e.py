@@ -301,7 +301,7 @@ def test_idle_sampling_attributes_waiting_time(sqlite_server, tmp_path) -> None:
     with sqlite_server.client() as client:
         answer = client.get(
             "/api/v1/hotpaths/order_execution/attribution",
-            params={"service": "waiter", "from": "-10m", "label": "sampling=wall"},
+            params={"service": "waiter", "from": "-10m", "type": "wall"},
         )
         assert answer.status_code == 200, answer.text
         children = {c["function"]: c["total_share"] for c in answer.json()["children"]}

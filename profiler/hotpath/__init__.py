@@ -7,8 +7,9 @@ In the trading process::
     @hot_path("order_execution", budget_ms=100)
     def execute(order): ...
 
-In the agent: `profiler.hotpath.reader.read(pid)`. The bucket scheme and the mergeable
-`Histogram` the server stores are in `profiler.hotpath.histogram`.
+In the agent: `profiler.hotpath.reader.read(pid)`, whose `SparseHistogram`s
+(`profiler.hotpath.sparse`) need no numpy. The bucket scheme, the wire form and the mergeable
+`Histogram` the server stores (numpy) are in `profiler.hotpath.histogram`.
 """
 
 from hotpath.profiler.hotpath.recorder import HotPath, HotPathLimitError, hot_path

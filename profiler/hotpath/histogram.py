@@ -11,17 +11,19 @@ the buckets.
 `bucket_index` is the one definition of the scheme: the in-process recorder
 (`profiler.hotpath.recorder`) calls it on every timed call and `Histogram.record` calls it
 too, so a histogram read from another process's file means what a local one means.
-The trading process imports this module for that function alone, so numpy (0.2 s and 16 MB
+The trading process imports this module for that function alone, and the agent (a plain
+`pip install hotpath`, without numpy) for the scheme and `parse_wire`: numpy (0.2 s and 16 MB
 to import) is imported inside the `Histogram` methods, on first use, not at module level.
 
-A `Histogram` is a dense numpy array of `NUM_BUCKETS` counts plus sum and max. It merges
-(server: over time ranges and labels), subtracts (agent: the calls of one window are
-`now.delta(before)`), answers quantiles and "how many calls were over budget", and travels as
-a sparse dict (`to_wire` / `from_wire`).
+A `Histogram` is a dense numpy array of `NUM_BUCKETS` counts plus sum and max: the server's
+form. It merges (over time ranges and labels), subtracts, answers quantiles and "how many
+calls were over budget", and travels as a sparse dict (`to_wire` / `from_wire`). The agent
+uses `profiler.hotpath.sparse.SparseHistogram` instead: the same wire form in plain ints.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -88,12 +90,90 @@ def bucket_bounds(index: int) -> tuple[int, int]:
 
 
 @cache
-def _midpoints() -> np.ndarray:
+def _midpoints() -> tuple[float, ...]:
     """The value each bucket reports (quantiles) and the one `over` compares with, so the two
     agree: over(quantile(q)) counts the calls reported above quantile(q)."""
-    import numpy as np
+    return tuple(sum(bucket_bounds(i)) / 2 for i in range(NUM_BUCKETS))
 
-    return np.array([sum(bucket_bounds(i)) / 2 for i in range(NUM_BUCKETS)], dtype=np.float64)
+
+def first_over_index(threshold_ns: int) -> int:
+    """The first bucket whose calls count as over `threshold_ns`: the one after the last whose
+    midpoint is at or below it. Beyond 100 s only the max is known, so the overflow bucket
+    counts as over any threshold below the max (the caller checks the max)."""
+    return min(bisect_right(_midpoints(), threshold_ns), OVERFLOW_INDEX)
+
+
+def window_max(now_max: int, since_max: int, top_index: int | None) -> int:
+    """The largest call of a window `now - since`, whose highest non-empty bucket is
+    `top_index` (None when the window is empty).
+
+    The max cannot be subtracted: it is exact when the window raised it; otherwise the
+    window's max was at most `since_max`, and the upper edge of the window's highest bucket
+    (capped at `since_max`) is reported.
+    """
+    if now_max > since_max:
+        return now_max
+    if top_index is None:
+        return 0
+    upper = now_max if top_index == OVERFLOW_INDEX else bucket_bounds(top_index)[1] - 1
+    return min(upper, since_max)
+
+
+# Every number of a histogram is a signed 64-bit word in the shared file and in storage.
+MAX_WIRE_INT = 2**63 - 1
+
+
+def parse_wire(data: Mapping[str, Any]) -> tuple[dict[int, int], int, int]:
+    """Check a histogram's wire form (`to_wire`): its non-empty buckets by index, sum, max.
+
+    Plain Python (the agent and the window's validator run without numpy). Raises ValueError
+    naming the problem on a foreign layout or inconsistent data.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError("a histogram must be a mapping")
+    layout = data.get("layout")
+    if layout != LAYOUT_ID:
+        raise ValueError(f"histogram layout {layout!r} is not {LAYOUT_ID!r}")
+    raw = data.get("buckets")
+    if not isinstance(raw, Mapping):
+        raise ValueError("histogram buckets must be a mapping of index to count")
+    buckets: dict[int, int] = {}
+    for key, value in raw.items():
+        # The usual shapes first (JSON: str keys, int counts; bool is never a count).
+        index = int(key) if type(key) is str and key.isascii() and key.isdigit() else None
+        if index is None:
+            index = _wire_int(key, "bucket index")
+        count = value if type(value) is int else _wire_int(value, "bucket count")
+        if not 0 <= index < NUM_BUCKETS:
+            raise ValueError(f"bucket index {index} outside 0..{NUM_BUCKETS - 1}")
+        if not 0 <= count <= MAX_WIRE_INT:
+            raise ValueError(f"bucket {index} count {count} outside 0..{MAX_WIRE_INT}")
+        if index in buckets:
+            raise ValueError(f"bucket {index} is given twice")
+        if count:
+            buckets[index] = count
+    total, sum_ns, max_ns = (_wire_int(data.get(k), k) for k in ("count", "sum", "max"))
+    in_buckets = sum(buckets.values())
+    if total != in_buckets:
+        raise ValueError(f"count {total} is not the sum of the buckets ({in_buckets})")
+    for what, value in (("count", total), ("sum", sum_ns), ("max", max_ns)):
+        if not 0 <= value <= MAX_WIRE_INT:
+            raise ValueError(f"{what} {value} outside 0..{MAX_WIRE_INT}")
+    return buckets, sum_ns, max_ns
+
+
+def wire_form(pairs: Iterable[tuple[int, int]], sum_ns: int, max_ns: int) -> dict[str, Any]:
+    """The wire form of a histogram given as (bucket index, count) pairs in index order: the one
+    definition, so the server's `Histogram` and the agent's `SparseHistogram` write the same
+    bytes. Empty buckets are left out."""
+    buckets = {str(i): c for i, c in pairs if c}
+    return {
+        "layout": LAYOUT_ID,
+        "buckets": buckets,
+        "count": sum(buckets.values()),
+        "sum": int(sum_ns),
+        "max": int(max_ns),
+    }
 
 
 class Histogram:
@@ -165,12 +245,7 @@ class Histogram:
         """
         if threshold_ns >= self.max:
             return 0
-        import numpy as np
-
-        first_over = int(np.searchsorted(_midpoints(), threshold_ns, side="right"))
-        # Beyond 100 s only the max is known: the overflow bucket counts as over any
-        # threshold below it.
-        return int(self.counts[min(first_over, OVERFLOW_INDEX) :].sum())
+        return int(self.counts[first_over_index(threshold_ns) :].sum())
 
     def merge(self, other: Histogram) -> Histogram:
         """A new histogram holding the calls of both (as if all were recorded into one)."""
@@ -179,67 +254,44 @@ class Histogram:
     def delta(self, since: Histogram) -> Histogram:
         """The calls recorded after `since`, an earlier snapshot of the same histogram.
 
-        Counts and sum subtract exactly. The max of the window cannot be subtracted: it is
-        exact when the window raised the max; otherwise the window's max was at most
-        `since.max`, and the upper edge of the window's highest non-empty bucket (capped at
-        `since.max`) is reported. Raises ValueError when any count went backwards, i.e.
-        `since` is not an earlier snapshot of this histogram (e.g. the process restarted).
+        Counts and sum subtract exactly; the max as `window_max` says. Raises ValueError when
+        any count went backwards, i.e. `since` is not an earlier snapshot of this histogram
+        (e.g. the process restarted).
         """
         import numpy as np
 
         counts = self.counts - since.counts
         if (counts < 0).any() or self.sum < since.sum:
             raise ValueError("histogram went backwards: `since` is not an earlier snapshot")
-        if self.max > since.max:
-            window_max = self.max
-        else:
+        top = None
+        if self.max <= since.max:  # only then does the window's max depend on its top bucket
             nonzero = np.flatnonzero(counts)
-            if len(nonzero) == 0:
-                window_max = 0
-            else:
-                top = int(nonzero[-1])
-                upper = self.max if top == OVERFLOW_INDEX else bucket_bounds(top)[1] - 1
-                window_max = min(upper, since.max)
-        return Histogram(counts, self.sum - since.sum, window_max)
+            top = int(nonzero[-1]) if len(nonzero) else None
+        return Histogram(counts, self.sum - since.sum, window_max(self.max, since.max, top))
 
     def to_wire(self) -> dict[str, Any]:
         """Compact, JSON-ready form: only non-empty buckets, keyed by index as a string."""
         import numpy as np
 
         nonzero = np.flatnonzero(self.counts)
-        return {
-            "layout": LAYOUT_ID,
-            "buckets": {str(int(i)): int(self.counts[i]) for i in nonzero},
-            "count": self.count,
-            "sum": self.sum,
-            "max": self.max,
-        }
+        pairs = zip(nonzero.tolist(), self.counts[nonzero].tolist(), strict=True)
+        return wire_form(pairs, self.sum, self.max)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Histogram:
         """Inverse of `to_wire`; raises ValueError on a foreign layout or inconsistent data."""
+        return cls.from_buckets(*parse_wire(data))
+
+    @classmethod
+    def from_buckets(cls, buckets: Mapping[int, int], sum: int = 0, max: int = 0) -> Histogram:
+        """A histogram of the given non-empty buckets (index -> count, indexes checked by the
+        caller)."""
         import numpy as np
 
-        layout = data.get("layout")
-        if layout != LAYOUT_ID:
-            raise ValueError(f"histogram layout {layout!r} is not {LAYOUT_ID!r}")
         counts = np.zeros(NUM_BUCKETS, dtype=np.int64)
-        buckets = data.get("buckets")
-        if not isinstance(buckets, Mapping):
-            raise ValueError("histogram buckets must be a mapping of index to count")
-        for key, value in buckets.items():
-            index, count = _wire_int(key, "bucket index"), _wire_int(value, "bucket count")
-            if not 0 <= index < NUM_BUCKETS:
-                raise ValueError(f"bucket index {index} outside 0..{NUM_BUCKETS - 1}")
-            if count < 0:
-                raise ValueError(f"bucket {index} has a negative count")
-            counts[index] = count
-        total, sum_ns, max_ns = (_wire_int(data.get(k), k) for k in ("count", "sum", "max"))
-        if total != int(counts.sum()):
-            raise ValueError(f"count {total} is not the sum of the buckets ({counts.sum()})")
-        if sum_ns < 0 or max_ns < 0:
-            raise ValueError("sum and max cannot be negative")
-        return cls(counts, sum_ns, max_ns)
+        if buckets:
+            counts[list(buckets.keys())] = list(buckets.values())
+        return cls(counts, sum, max)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Histogram):

@@ -12,12 +12,13 @@ the wrong process (pid reused, another namespace) fails the check. Either way th
 The layout is documented in `profiler.hotpath.recorder`. The writer only ever increases
 aligned 8-byte words with single stores and publishes entries and thread slots by bumping
 `paths_used` / `slots_used` after them; this side reads the words through a read-only mapping
-with numpy ufuncs, i.e. aligned 8-byte loads, which do not tear on x86-64 or arm64 (unlike a
-`read()` into a buffer, which the kernel may copy byte by byte). A read is therefore a
-slightly stale snapshot, never garbage: the counts, sum and max of one path may be a few
-calls apart, each of them right.
+as a `memoryview` cast to 8-byte integers ('q'), one whole aligned word at a time (see
+`_sum_slots`), and such loads do not tear on x86-64 or arm64 (unlike a `read()` or a bytes
+copy, which may copy byte by byte). A read is therefore a slightly stale snapshot, never
+garbage: the counts, sum and max of one path may be a few calls apart, each of them right.
 
-The agent calls `read(pid)` once per window and ships `now.delta(before)` per hot path.
+Plain Python, no numpy: the agent runs from `pip install hotpath` alone. The agent calls
+`read(pid)` once per window and ships `snapshot.calls.delta(before)` per hot path.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
+from itertools import compress
+from operator import add
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +36,6 @@ from hotpath.profiler.hotpath.histogram import (
     LOWEST_NS,
     NUM_BUCKETS,
     SUB_BUCKET_BITS,
-    Histogram,
 )
 from hotpath.profiler.hotpath.recorder import (
     BUCKETS_WORD,
@@ -50,9 +52,10 @@ from hotpath.profiler.hotpath.recorder import (
     histogram_file_name,
     process_start_time,
 )
+from hotpath.profiler.hotpath.sparse import SparseHistogram
 
 if TYPE_CHECKING:
-    import numpy as np
+    from hotpath.profiler.hotpath.histogram import Histogram
 
 
 class UnsupportedHistogramFile(ValueError):
@@ -65,13 +68,18 @@ class HotPathSnapshot:
 
     name: str
     budget_ns: int | None
-    histogram: Histogram
+    calls: SparseHistogram
     function: tuple[str, str] | None = None  # (qualname, filename tail) of the timed code
+
+    @property
+    def histogram(self) -> Histogram:
+        """The calls as the server's dense `Histogram` (imports numpy; the agent uses `calls`)."""
+        return self.calls.to_histogram()
 
     @property
     def over_budget(self) -> int:
         """Calls slower than the budget (0 without a budget)."""
-        return self.histogram.over(self.budget_ns) if self.budget_ns else 0
+        return self.calls.over(self.budget_ns) if self.budget_ns else 0
 
 
 def namespace_pid(pid: int) -> int:
@@ -205,20 +213,25 @@ def _read_mapped(mm: mmap.mmap, expected_pid: int, start_time: int) -> dict[str,
     if paths_used == 0:
         return {}
     needed = data_offset + max_slots * max_paths * stride
-    if len(mm) < needed or entry_size != ENTRY.size or stride % 8:
+    if (
+        len(mm) < needed
+        or entry_size != ENTRY.size
+        or stride % 8
+        or data_offset % 8
+        or stride < (BUCKETS_WORD + NUM_BUCKETS) * 8
+    ):
         raise UnsupportedHistogramFile("histogram file header does not match its size")
 
     entries = [ENTRY.unpack_from(mm, HEADER_SIZE + i * entry_size) for i in range(paths_used)]
-    sums, maxes, counts = _sum_slots(
+    calls = _sum_slots(
         mm, data_offset, stride, max_paths, [*range(slots_used), max_slots - 1], paths_used
     )
     snapshots: dict[str, HotPathSnapshot] = {}
     for i, (raw_name, budget_ns, _reserved) in enumerate(entries):
         name = raw_name.rstrip(b"\x00").decode(errors="replace")
-        histogram = Histogram(counts[i], int(sums[i]), int(maxes[i]))
         at = FUNCTION_TABLE_AT + i * FUNCTION_BYTES
         function = decode_function(bytes(mm[at : at + FUNCTION_BYTES]))
-        snapshots[name] = HotPathSnapshot(name, budget_ns or None, histogram, function)
+        snapshots[name] = HotPathSnapshot(name, budget_ns or None, calls[i], function)
     return snapshots
 
 
@@ -229,24 +242,39 @@ def _sum_slots(
     max_paths: int,
     slots: list[int],
     paths_used: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum, max and bucket counts per path over the given thread slots."""
-    import numpy as np
+) -> list[SparseHistogram]:
+    """Each path's calls, summed over the given thread slots (max for the max).
 
-    sums = np.zeros(paths_used, dtype=np.int64)
-    maxes = np.zeros(paths_used, dtype=np.int64)
-    counts = np.zeros((paths_used, NUM_BUCKETS), dtype=np.int64)
+    Every word is loaded whole: indexing a memoryview of format 'q', or its `tolist()`, unpacks
+    item by item with a fixed 8-byte copy into an integer (CPython's `unpack_single`), which
+    compiles to one 8-byte load; the words are 8-byte aligned (the mapping starts on a page,
+    `data_offset` and `stride` are multiples of 8), and aligned 8-byte loads are single-copy
+    atomic on x86-64 and arm64. So a word the target is writing is read as before or after
+    the store, never half of each. ('q' is native order; the file is little-endian, and the
+    recorder shares it only from little-endian machines.)
+    """
+    sums, maxes = [0] * paths_used, [0] * paths_used
+    # Per path, the bucket counts summed over the slots so far (None: all zero so far).
+    dense: list[list[int] | None] = [None] * paths_used
     words_per_block = stride // 8
-    for slot in slots:
-        blocks = np.frombuffer(
-            mm,
-            dtype="<i8",
-            count=paths_used * words_per_block,
-            offset=data_offset + slot * max_paths * stride,
-        ).reshape(paths_used, words_per_block)
-        # ufuncs load element by element: each word is read whole.
-        np.add(sums, blocks[:, SUM_WORD], out=sums)
-        np.maximum(maxes, blocks[:, MAX_WORD], out=maxes)
-        np.add(counts, blocks[:, BUCKETS_WORD : BUCKETS_WORD + NUM_BUCKETS], out=counts)
-        del blocks  # the mapping closes after this function: no view may outlive it
-    return sums, maxes, counts
+    with memoryview(mm) as view, view[: len(mm) - len(mm) % 8].cast("q") as words:
+        for slot in slots:
+            base = data_offset // 8 + slot * max_paths * words_per_block
+            for path in range(paths_used):
+                at = base + path * words_per_block
+                sums[path] += words[at + SUM_WORD]
+                maxes[path] = max(maxes[path], words[at + MAX_WORD])
+                first = at + BUCKETS_WORD
+                counts = words[first : first + NUM_BUCKETS].tolist()
+                if not any(counts):
+                    continue  # a thread that never timed this path: the common case
+                so_far = dense[path]
+                dense[path] = counts if so_far is None else list(map(add, so_far, counts))
+    return [
+        SparseHistogram(
+            {i: counts[i] for i in compress(range(NUM_BUCKETS), counts)} if counts else None,
+            sums[path],
+            maxes[path],
+        )
+        for path, counts in enumerate(dense)
+    ]
