@@ -34,9 +34,12 @@ from hotpath.profiler.adapters.pyinstrument import DEFAULT_INTERVAL_S, profile_p
 from hotpath.profiler.formats import pyinstrument as session_format
 from hotpath.profiler.formats import speedscope
 from hotpath.profiler.formats import window as wire
-from hotpath.profiler.model import Profile
+from hotpath.profiler.model import WALL, Profile
 
 MAX_LABEL_CHARS = 256
+# pyinstrument samples every thread whatever it does: its profiles are wall clock, read and
+# compared as such on the server.
+PROFILE_TYPE = WALL
 # How far back a stored base-branch profile is looked for.
 STORED_BASE_LOOKBACK = timedelta(days=30)
 
@@ -226,6 +229,7 @@ def _stored_base(
             ("from", start.isoformat()),
             ("until", until.isoformat()),
             ("format", "collapsed"),
+            ("type", PROFILE_TYPE.id),
             *(("label", f"{k}={v}") for k, v in labels.items()),
         ],
     )
@@ -244,7 +248,9 @@ def _selection(side: str, chosen: _Uploaded) -> list[tuple[str, str]]:
 
 
 def _diff_url(project: str, base: _Uploaded, head: _Uploaded) -> str:
-    query = urlencode(_selection("base", base) + _selection("head", head))
+    query = urlencode(
+        [("type", PROFILE_TYPE.id), *_selection("base", base), *_selection("head", head)]
+    )
     return f"/services/{quote(service_name(project), safe='')}/diff?{query}"
 
 
@@ -253,6 +259,7 @@ def _profile_url(project: str, head: _Uploaded) -> str:
         [
             ("from", (head.start - timedelta(seconds=1)).isoformat()),
             ("until", (head.end + timedelta(seconds=1)).isoformat()),
+            ("type", PROFILE_TYPE.id),
             *(("label", f"{k}={v}") for k, v in head.labels.items()),
         ]
     )

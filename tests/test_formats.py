@@ -126,9 +126,10 @@ def test_speedscope_reads_evented_profiles() -> None:
         ],
     }
     profile = speedscope.loads(json.dumps(doc))
-    assert profile.unit == Unit.NANOSECONDS
-    assert profile.samples[(Frame("a"),)] == 5_000_000
-    assert profile.samples[(Frame("a"), Frame("b"))] == 5_000_000
+    # Time becomes samples: an evented file has no period, so pyinstrument's 1 ms is used.
+    assert profile.unit == Unit.SAMPLES and profile.sample_rate_hz == 1000
+    assert profile.samples[(Frame("a"),)] == 5
+    assert profile.samples[(Frame("a"), Frame("b"))] == 5
 
 
 @pytest.mark.parametrize(

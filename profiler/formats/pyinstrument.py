@@ -5,7 +5,8 @@ identical samples into one record, so a record's weight is its time, not one sam
 gets sample counts at the session's interval (time / interval, at least 1), which keeps the
 profile comparable with a sampler's and lets the diff's count statistics apply. Each frame is
 "function\\0file\\0first line" followed by attributes ("\\x01l<line now>", "\\x01c<class>");
-the synthetic root frame of the thread ("<thread>") is dropped.
+the synthetic root frame of the thread ("<thread>") is dropped. pyinstrument measures wall-clock
+time (it samples the running stack on a timer, idle or not): a session is a WALL profile.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hotpath.profiler.formats import FormatError
-from hotpath.profiler.model import CPU, Frame, Profile
+from hotpath.profiler.formats import Format, FormatError, choose_type
+from hotpath.profiler.model import WALL, Frame, Profile, ProfileType
 
 _IDENTIFIER_SEP = "\x00"
 _ATTRIBUTES_SEP = "\x01"
@@ -25,9 +26,18 @@ _ATTRIBUTES_SEP = "\x01"
 def loads(text: str | bytes) -> Profile:
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         raise FormatError(f"not JSON: {exc}") from None
     return from_session(doc)
+
+
+def sniff(data: bytes) -> bool:
+    return data[:256].lstrip().startswith(b"{") and b'"frame_records"' in data
+
+
+def load(data: bytes, *, type: ProfileType | None = None) -> list[Profile]:
+    """The session as one WALL profile (or `type`, which must be a time type)."""
+    return choose_type([loads(data)], type)
 
 
 def from_session(doc: Mapping[str, Any]) -> Profile:
@@ -39,7 +49,7 @@ def from_session(doc: Mapping[str, Any]) -> Profile:
         start = datetime.fromtimestamp(float(doc["start_time"]), UTC)
         duration = float(doc["duration"])
         profile = Profile(
-            type=CPU,
+            type=WALL,
             sample_rate_hz=1 / interval,
             start=start,
             end=start + timedelta(seconds=duration),
@@ -49,7 +59,7 @@ def from_session(doc: Mapping[str, Any]) -> Profile:
             frames = [f for f in (_frame(info, cache) for info in stack) if f is not None]
             if frames:
                 profile.add(frames, max(1, round(float(seconds) / interval)))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise FormatError(f"malformed pyinstrument session: {type(exc).__name__}: {exc}") from None
     return profile
 
@@ -85,3 +95,12 @@ def focus(profile: Profile, function: str) -> Profile:
                 focused.add(stack[i:], weight)
                 break
     return focused if focused.samples else profile
+
+
+FORMAT = Format(
+    name="pyinstrument",
+    media_type="application/json",
+    description="a pyinstrument session (pyinstrument -r session, Session.to_json())",
+    sniff=sniff,
+    load=load,
+)
