@@ -503,7 +503,7 @@ def main() -> None:
         + f", {false_alarms[best] / clean:.2%} false alarms, "
         f"{cost.reruns / max(cost.trials, 1):.1f} benchmark re-runs in "
         f"{cost.rounds / max(cost.trials, 1):.1f} pytest processes per CI run."
-        "\nGoal (DESIGN.md): >= 95% of >= 10% regressions found with <= 1% false alarms."
+        "\nGoal: >= 95% of >= 10% regressions found with <= 1% false alarms."
     )
     yes, no = calibration[True], calibration[False]
     print(

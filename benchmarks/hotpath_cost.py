@@ -1,8 +1,8 @@
 """What `hot_path` costs per timed call, against the same empty function untimed, in one run.
 
-DESIGN.md's bar: hot-path API cost ≤ 1 µs per timed call. Every variant times an empty
-function `N` times in a loop; the variants take turns within each repeat, so a noisy, shared
-machine slows them alike, and the median of the repeats is reported. The cost of the API is
+The bar (docs/architecture.md): hot-path API cost ≤ 1 µs per timed call. Every variant
+times an empty function `N` times in a loop; the variants take turns within each repeat, so
+a noisy, shared machine slows them alike, and the median of the repeats is reported. The cost of the API is
 the difference to the untimed call measured in the same way (for the context manager: `with
 hp: f()` against `f()`).
 

@@ -8,7 +8,7 @@ uploaded and named). `--confirm N` re-runs the suspects of the first verdicts wi
 in the current directory (or `--rootdir`), round by round, up to N rounds: after each round
 everything is judged again with the re-runs pooled in, and the suspects that are settled
 (cleared, or confirmed beyond doubt) leave the next round (see
-`profiler.analysis.gate.confirm_sequentially`). Exit codes:
+`hotpath.profiler.analysis.gate.confirm_sequentially`). Exit codes:
 0 nothing regressed, 1 something did, 2 usage or input errors (a failed re-run included).
 """
 

@@ -9,9 +9,9 @@ A hot path is marked with a decorator or a context manager (sync or async)::
         ...
 
 Each call reads `time.perf_counter_ns` twice and bumps three 64-bit words of a
-memory-mapped file: no I/O, no thread, no socket, no lock on the way (DESIGN.md: "the hot
-path costs the trading process almost nothing"). The agent finds the file from the PID
-(`profiler.hotpath.reader`) and reads it beside its py-spy window.
+memory-mapped file: no I/O, no thread, no socket, no lock on the way (docs/architecture.md: the
+hot path costs the trading process almost nothing). The agent finds the file from the PID
+(`hotpath.profiler.hotpath.reader`) and reads it beside its py-spy window.
 
 The file
 --------
