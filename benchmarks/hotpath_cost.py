@@ -2,9 +2,9 @@
 
 The bar (docs/architecture.md): hot-path API cost ≤ 1 µs per timed call. Every variant
 times an empty function `N` times in a loop; the variants take turns within each repeat, so
-a noisy, shared machine slows them alike, and the median of the repeats is reported. The cost of the API is
-the difference to the untimed call measured in the same way (for the context manager: `with
-hp: f()` against `f()`).
+a noisy, shared machine slows them alike, and the median of the repeats is reported. The
+cost of the API is the difference to the untimed call measured in the same way (for the
+context manager: `with hp: f()` against `f()`).
 
     .venv/bin/python benchmarks/hotpath_cost.py                 # ~10 s
     .venv/bin/python benchmarks/hotpath_cost.py -n 500000 -r 11 # steadier
