@@ -1,4 +1,4 @@
-"""The storage figures of DESIGN.md, measured on this machine with one server process.
+"""The storage bars of docs/architecture.md, measured on this machine, one server process.
 
 For SQLite and PostgreSQL alike this prints:
 
@@ -6,10 +6,10 @@ For SQLite and PostgreSQL alike this prints:
   several client processes posting pre-encoded zstd bodies concurrently with httpx for a fixed
   time, many services and processes (series); windows/s, raw samples/s, p50/p99 latency,
   errors, CPU used, and a check that the database holds exactly the samples acknowledged;
-* the same windows through `Store.ingest` in process, with the cost of zstd + JSON validation
+* the same windows through `ProfileStore.put` in process, with the cost of zstd + JSON validation
   timed on its own, so what HTTP/JSON costs shows next to what storage costs;
 * flame-graph query latency (cold, p50, p95) for 1 hour, 24 hours and 30 days of one service
-  sampled at 100 Hz, in process (`Store.profile`) and over HTTP (`GET /api/v1/profile`,
+  sampled at 100 Hz, in process (`ProfileStore.profile`) and over HTTP (`GET /api/v1/profile`,
   speedscope); every answer's total samples is checked against what was loaded;
 * bytes on disk per raw sample, with raw windows, rollups and interned stacks apart;
 
@@ -59,11 +59,19 @@ from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from benchmarks import synthetic as syn  # noqa: E402
 from hotpath.profiler.formats import collapsed, speedscope  # noqa: E402
 from hotpath.profiler.formats import window as wire  # noqa: E402
-from hotpath.profiler.model import function_stats  # noqa: E402
+from hotpath.profiler.model import CPU, function_stats  # noqa: E402
+from hotpath.server.storage.profiles import (  # noqa: E402
+    DEFAULT_TENANT,
+    IngestResult,
+    Piece,
+    Retention,
+    Selection,
+)
 from hotpath.server.storage.sql.database import make_engine, upgrade  # noqa: E402
-from hotpath.server.storage.sql.profiles import Retention, Store, to_us  # noqa: E402
+from hotpath.server.storage.sql.profiles import SqlProfileStore  # noqa: E402
 from hotpath.server.storage.sql.rollups import roll_up  # noqa: E402
 from hotpath.server.storage.sql.tables import windows  # noqa: E402
+from hotpath.server.storage.sql.timeplan import to_us  # noqa: E402
 from tests.servers import RunningServer, start_server, stop_process  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
@@ -91,7 +99,7 @@ class Config:
     services: int = 50
     processes: int = 4  # series per service
     max_rate: float = 1_200.0  # windows/s the pre-encoded bodies can sustain at most
-    store_s: float = 10.0  # Store.ingest time in process
+    store_s: float = 10.0  # ProfileStore.put time in process
     history_days: int = 30
     history_window_s: int = 86_400  # window length for old history, away from query edges
     reps: int = 20
@@ -152,10 +160,19 @@ def database(backend: str, workdir: Path, label: str, admin_url: str) -> Iterato
         admin.dispose()
 
 
-def open_store(url: str, retention: Retention | None = None) -> Store:
+def open_store(url: str, retention: Retention | None = None) -> SqlProfileStore:
     engine = make_engine(url)
     upgrade(engine)
-    return Store(engine, retention)
+    return SqlProfileStore(engine, retention)
+
+
+def ingest(store: SqlProfileStore, window: wire.Window) -> IngestResult:
+    """What the ingest route does with a decoded window."""
+    return store.put(Piece.from_window(window, DEFAULT_TENANT))
+
+
+def cpu_of(service: str, start: datetime, end: datetime) -> Selection:
+    return Selection(DEFAULT_TENANT, service, CPU, start, end)
 
 
 def roll_up_all(engine: Engine, now: datetime | None = None) -> int:
@@ -449,7 +466,7 @@ def stored_samples(engine: Engine) -> tuple[int, int]:
 class StoreRun:
     windows: int = 0
     samples: int = 0
-    store_s: float = 0.0  # time inside Store.ingest
+    store_s: float = 0.0  # time inside ProfileStore.put (with Piece.from_window)
     decode_s: float = 0.0  # zstd + Window.model_validate_json, as the HTTP handler does
     rollup_windows_per_s: float = 0.0
 
@@ -467,7 +484,7 @@ class StoreRun:
 
 
 def store_ingest(db_url: str, bodies: BodySet, budget_s: float) -> StoreRun:
-    """The HTTP run's windows through `Store.ingest` directly, until `budget_s` of ingest."""
+    """The HTTP run's windows through `ProfileStore.put` directly, until `budget_s` of ingest."""
     store = open_store(db_url)
     decompressor = zstandard.ZstdDecompressor()
     files = [read_bodies(p) for p in bodies.paths]
@@ -478,7 +495,7 @@ def store_ingest(db_url: str, bodies: BodySet, budget_s: float) -> StoreRun:
 
     for batch, warm in zip(files, bodies.warmup_per_client, strict=True):
         for body in batch[:warm]:
-            store.ingest(decode(body))
+            ingest(store, decode(body))
     # Interleave the clients' files, as concurrent clients would.
     rest = [f[w:] for f, w in zip(files, bodies.warmup_per_client, strict=True)]
     timed = [b for group in itertools.zip_longest(*rest) for b in group if b is not None]
@@ -486,7 +503,7 @@ def store_ingest(db_url: str, bodies: BodySet, budget_s: float) -> StoreRun:
         began = time.perf_counter()
         window = decode(body)
         decoded = time.perf_counter()
-        result = store.ingest(window)
+        result = ingest(store, window)
         run.store_s += time.perf_counter() - decoded
         run.decode_s += decoded - began
         run.windows += 1
@@ -518,7 +535,7 @@ class History:
 
 
 def load_history(db_url: str, config: Config, now: datetime) -> History:
-    """One service, one process at 100 Hz, through `Store.ingest`; then rolled up."""
+    """One service, one process at 100 Hz, through `ProfileStore.put`; then rolled up."""
     service = "history-svc"
     model = syn.service_model(service, config.seed)
     labels = {"host": "ip-10-0-0-1", "pid": "4242", "version": "1.0.0"}
@@ -541,7 +558,7 @@ def load_history(db_url: str, config: Config, now: datetime) -> History:
             seconds=seconds,
             key=syn.idempotency_key("history", config.seed, start.isoformat()),
         )
-        stored.append((to_us(start), store.ingest(window).samples))
+        stored.append((to_us(start), ingest(store, window).samples))
     loaded = time.perf_counter()
     roll_up_all(store.engine)
     rolled = time.perf_counter()
@@ -574,11 +591,11 @@ def store_queries(db_url: str, history: History, config: Config) -> dict[str, Qu
     out = {}
     for name, (start, end) in query_ranges(history.now, config.history_days).items():
         expected = history.expected(start, end)
-        store = Store(engine, QUERY_RETENTION)  # empty caches: the first query is cold
+        store = SqlProfileStore(engine, QUERY_RETENTION)  # empty caches: the first is cold
         times = []
         for _ in range(config.reps + 1):
             began = time.perf_counter()
-            profile = store.profile(history.service, start, end)
+            profile = store.profile(cpu_of(history.service, start, end))
             times.append((time.perf_counter() - began) * 1e3)
             assert profile.total == expected, (name, profile.total, expected)
         out[name] = QueryTiming(
@@ -608,7 +625,9 @@ def http_queries(url: str, history: History, config: Config) -> dict[str, QueryT
                 got = int(response.headers["X-Hotpath-Samples"])
                 assert got == expected, (name, got, expected)
             document = orjson.loads(response.content)
-            assert sum(document["profiles"][0]["weights"]) == expected
+            # A cpu profile exports in time: each sample weighs one period of the 100 Hz rate.
+            period = 1e9 / syn.RATE_HZ if document["profiles"][0]["unit"] == "nanoseconds" else 1
+            assert round(sum(document["profiles"][0]["weights"]) / period) == expected
             out[name] = QueryTiming(
                 times[0],
                 pct(times[1:], 50),
@@ -621,15 +640,15 @@ def http_queries(url: str, history: History, config: Config) -> dict[str, QueryT
 
 
 def profile_query(db_url: str, history: History, config: Config) -> str:
-    """cProfile of the longest range, in process: Store.profile then speedscope export."""
+    """cProfile of the longest range, in process: ProfileStore.profile then speedscope export."""
     engine = make_engine(db_url)
-    store = Store(engine, QUERY_RETENTION)
+    store = SqlProfileStore(engine, QUERY_RETENTION)
     start, end = list(query_ranges(history.now, config.history_days).values())[-1]
-    store.profile(history.service, start, end)  # warm caches, as the timed reps are
+    store.profile(cpu_of(history.service, start, end))  # warm caches, as the timed reps are
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(5):
-        speedscope.dumps(store.profile(history.service, start, end))
+        speedscope.dumps(store.profile(cpu_of(history.service, start, end)))
     profiler.disable()
     engine.dispose()
     text_out = io.StringIO()
@@ -827,14 +846,14 @@ def run_backend(
             )
             print_pyspy(spy_out)
 
-    say(f"ingest through Store.ingest in process, {config.store_s:.0f} s of ingest")
+    say(f"ingest through ProfileStore.put in process, {config.store_s:.0f} s of ingest")
     with database(backend, workdir, "store", args.pg_admin_url) as url:
         store_run = store_ingest(url, bodies, config.store_s)
     print_store(store_run)
 
     with database(backend, workdir, "history", args.pg_admin_url) as url:
         now = syn.aligned_now()
-        say(f"loading {config.history_days} days of one service at 100 Hz (Store.ingest) ...")
+        say(f"loading {config.history_days} days of one service at 100 Hz (ProfileStore.put) ...")
         history = load_history(url, config, now)
         layout = ", ".join(
             f"{n} x {_duration(s)}" for s, n in sorted(history.layout.items(), reverse=True)
@@ -849,9 +868,9 @@ def run_backend(
             f"{_duration(config.history_window_s)} elsewhere; 100 Hz throughout"
         )
         sq = store_queries(url, history, config)
-        print_queries("flame graph, Store.profile in process", sq)
+        print_queries("flame graph, ProfileStore.profile in process", sq)
         if args.profile:
-            say("  cProfile of 5 x (Store.profile + speedscope.dumps), longest range, by tottime:")
+            say("  cProfile of 5 x (ProfileStore.profile + speedscope.dumps), longest range:")
             say(_indent(profile_query(url, history, config), 4))
         with environment(QUERY_ENV):
             server = start_server(url, workdir / f"{backend}-query")
@@ -918,7 +937,7 @@ def print_ingest(run: IngestRun, stored: int, untimed: int) -> None:
 
 def print_store(run: StoreRun) -> None:
     say(
-        f"  {human(run.windows)} windows: Store.ingest {run.ms_per_window:.2f} ms/window = "
+        f"  {human(run.windows)} windows: ProfileStore.put {run.ms_per_window:.2f} ms/window = "
         f"{human(run.samples_per_s)} samples/s on one core"
     )
     say(

@@ -10,8 +10,9 @@ program's. Stacks are sampled with a Zipf-like popularity, so a window of 1,000 
 at 100 Hz) lands on 100-300 distinct stacks, as a busy service's windows do.
 
 Everything is deterministic given a seed. Windows come out as `profiler.formats.window.Window`
-objects (what `Store.ingest` takes) or as the request bodies the agent sends to
-`POST /api/v1/windows`: the same JSON, zstd-compressed (`Content-Encoding: zstd`).
+objects (what `Piece.from_window` turns into `ProfileStore.put`'s input) or as the request
+bodies the agent sends to `POST /api/v1/windows`: the same JSON, zstd-compressed
+(`Content-Encoding: zstd`).
 """
 
 from __future__ import annotations

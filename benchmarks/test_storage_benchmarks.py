@@ -4,7 +4,7 @@
 
 Every input is realistic (benchmarks/synthetic.py): a window is 1,000 samples over ~240
 distinct stacks 20-60 frames deep; a rollup bucket of an hour or a day holds ~3,000 stacks.
-The database fixtures are SQLite files built once per module; `Store.ingest` runs with warm
+The database fixtures are SQLite files built once per module; `ProfileStore.put` runs with warm
 caches (the service's series and popular stacks already known), as in a running server.
 """
 
@@ -22,11 +22,14 @@ import zstandard
 from benchmarks import synthetic as syn
 from hotpath.profiler.formats import speedscope
 from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import CPU
+from hotpath.server.storage.profiles import DEFAULT_TENANT, Piece, Retention, Selection
 from hotpath.server.storage.sql import pairs
 from hotpath.server.storage.sql.database import make_engine, upgrade
 from hotpath.server.storage.sql.interning import Learned
-from hotpath.server.storage.sql.profiles import Retention, Store, to_us
+from hotpath.server.storage.sql.profiles import SqlProfileStore
 from hotpath.server.storage.sql.rollups import roll_up
+from hotpath.server.storage.sql.timeplan import to_us
 
 SERVICE = "bench-svc"
 LABELS = {"host": "ip-10-0-0-1", "pid": "4242", "version": "1.0.0"}
@@ -114,16 +117,17 @@ def test_pairs_decode_and_merge_30_days(benchmark, bucket_pairs: list[pairs.Pair
 @pytest.fixture(scope="module")
 def ingest_store(
     tmp_path_factory: pytest.TempPathFactory, model: syn.ServiceModel
-) -> Iterator[Store]:
+) -> Iterator[SqlProfileStore]:
     path: Path = tmp_path_factory.mktemp("ingest") / "hotpath.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    store = Store(engine)
+    store = SqlProfileStore(engine)
     rng = np.random.default_rng(4)
     start = syn.aligned_now() - timedelta(days=1)
     for k in range(50):  # warm: the series exists, the popular stacks are interned
         when = start + timedelta(seconds=10 * k)
-        store.ingest(syn.make_window(model, LABELS, when, rng, key=f"warm-{k:08d}"))
+        window = syn.make_window(model, LABELS, when, rng, key=f"warm-{k:08d}")
+        store.put(Piece.from_window(window, DEFAULT_TENANT))
     yield store
     engine.dispose()
 
@@ -142,22 +146,26 @@ def fresh_windows(model: syn.ServiceModel) -> Iterator[wire.Window]:
     return windows()
 
 
-def test_store_ingest_window(benchmark, ingest_store: Store, fresh_windows) -> None:
-    """One realistic window through `Store.ingest` (SQLite, warm caches)."""
+def test_store_ingest_window(benchmark, ingest_store: SqlProfileStore, fresh_windows) -> None:
+    """One realistic window through `ProfileStore.put` (SQLite, warm caches), from the
+    decoded window as the ingest route has it."""
 
     def setup():  # type: ignore[no-untyped-def]
         return (next(fresh_windows),), {}
 
-    result = benchmark.pedantic(
-        ingest_store.ingest, setup=setup, rounds=200, warmup_rounds=20, iterations=1
-    )
+    def put(window: wire.Window):  # type: ignore[no-untyped-def]
+        return ingest_store.put(Piece.from_window(window, DEFAULT_TENANT))
+
+    result = benchmark.pedantic(put, setup=setup, rounds=200, warmup_rounds=20, iterations=1)
     assert not result.duplicate
     benchmark.extra_info["samples_per_window"] = result.samples
 
 
-def test_intern_window_cached(benchmark, ingest_store: Store, model: syn.ServiceModel) -> None:
+def test_intern_window_cached(
+    benchmark, ingest_store: SqlProfileStore, model: syn.ServiceModel
+) -> None:
     """Interning one window whose frames and stacks are all known: no database access at
-    all, only digests and cache look-ups. The floor under `Store.ingest`."""
+    all, only digests and cache look-ups. The floor under `ProfileStore.put`."""
     rng = np.random.default_rng(6)
     window = syn.make_window(model, LABELS, syn.aligned_now(), rng)
     with ingest_store.engine.begin() as conn:
@@ -169,7 +177,7 @@ def test_intern_window_cached(benchmark, ingest_store: Store, model: syn.Service
 
 
 def test_window_decode_and_validate(benchmark, model: syn.ServiceModel) -> None:
-    """What the HTTP handler does before `Store.ingest`: zstd, JSON, validation."""
+    """What the HTTP handler does before `ProfileStore.put`: zstd, JSON, validation."""
     rng = np.random.default_rng(7)
     body = syn.BodyEncoder().encode(syn.window_dict(model, LABELS, syn.aligned_now(), rng))
     decompressor = zstandard.ZstdDecompressor()
@@ -187,7 +195,7 @@ def day_store(tmp_path_factory: pytest.TempPathFactory, model: syn.ServiceModel)
     path: Path = tmp_path_factory.mktemp("query") / "hotpath.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    store = Store(engine, RETENTION)
+    store = SqlProfileStore(engine, RETENTION)
     now = syn.aligned_now()
     start = now - timedelta(hours=24)
     layout = syn.history_layout(now, 2, 3_600, [(start, 10), (now, 10)])
@@ -195,28 +203,28 @@ def day_store(tmp_path_factory: pytest.TempPathFactory, model: syn.ServiceModel)
     expected = 0
     for when, seconds in layout:
         window = syn.make_window(model, LABELS, when, rng, seconds=seconds, key=f"h-{to_us(when)}")
-        samples = store.ingest(window).samples
+        samples = store.put(Piece.from_window(window, DEFAULT_TENANT)).samples
         if to_us(start) <= to_us(when) < to_us(now):
             expected += samples
     while roll_up(engine):
         pass
-    yield store, start, now, expected
+    yield store, Selection(DEFAULT_TENANT, SERVICE, CPU, start, now), expected
     engine.dispose()
 
 
 def test_store_profile_24h(benchmark, day_store) -> None:  # type: ignore[no-untyped-def]
-    """`Store.profile` of 24 hours of one service (rollups plus raw edges), warm caches."""
-    store, start, end, expected = day_store
-    store.profile(SERVICE, start, end)
-    profile = benchmark(store.profile, SERVICE, start, end)
+    """`ProfileStore.profile` of 24 hours of one service (rollups plus raw edges), warm caches."""
+    store, day, expected = day_store
+    store.profile(day)
+    profile = benchmark(store.profile, day)
     assert profile.total == expected
     benchmark.extra_info["stacks"] = len(profile.samples)
 
 
 def test_speedscope_export_24h(benchmark, day_store) -> None:  # type: ignore[no-untyped-def]
     """The speedscope JSON the flame-graph endpoint returns for that profile."""
-    store, start, end, expected = day_store
-    profile = store.profile(SERVICE, start, end)
+    store, day, expected = day_store
+    profile = store.profile(day)
     assert profile.total == expected
     document = benchmark(speedscope.dumps, profile, "24 h")
     benchmark.extra_info["bytes"] = len(document)

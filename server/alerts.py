@@ -13,52 +13,45 @@ interval is judged once it has been closed for `alert_grace_s` (15 s: an agent w
 included, counts as within budget: as in Prometheus, no data is not a breach, so the alert
 of a process that stopped resolves.
 
-Evaluation runs in the maintenance thread of every server. One round is one transaction
-that takes a PostgreSQL advisory lock (SQLite's write lock does the same) and reads
-`alert_progress`, how far intervals are judged; streaks, alerts and their webhook outbox
-rows (server/alert_delivery.py) commit together with the progress. So several servers on
-one database judge each interval once, and a restart neither forgets a streak nor fires or
-notifies twice. A fresh database starts with the interval closing next; after downtime at
-most `CATCH_UP_INTERVALS` are judged, older ones are skipped.
+Evaluation runs in the maintenance thread of every server, through the alert store
+(server/storage/alerts.py): one round is one transaction that holds the evaluation lock and
+reads how far intervals are judged; streaks, alerts and their webhook outbox rows (bodies
+from server/alert_webhook.py, sent by server/alert_delivery.py) commit together with the
+progress. So several servers on one database judge each interval once, and a restart
+neither forgets a streak nor fires or notifies twice. A fresh database starts with the
+interval closing next; after downtime at most `CATCH_UP_INTERVALS` are judged, older ones
+are skipped. Rules, streaks and alerts belong to a tenant; a round judges every tenant.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
-
-from hotpath.profiler.hotpath.histogram import Histogram, merge_all
-from hotpath.server import alert_delivery
+from hotpath.profiler.hotpath.histogram import Histogram
+from hotpath.server.alert_delivery import WebhookSender
+from hotpath.server.alert_webhook import alert_labels, fingerprint, webhook_body
 from hotpath.server.settings import Settings
-from hotpath.server.storage.sql.database import write_transaction
-from hotpath.server.storage.sql.hotpath_rollups import decode
-from hotpath.server.storage.sql.tables import (
-    alert_progress,
-    alert_rules,
-    alert_states,
-    alerts,
-    hot_path_calls,
-    services,
+from hotpath.server.storage.alerts import (
+    AlertKey,
+    AlertRecord,
+    AlertStore,
+    Evaluation,
+    NewAlert,
+    StoredRule,
+    StreakState,
 )
 
 log = logging.getLogger("hotpath.alerts")
 
-ALERT_NAME = "HotPathOverBudget"
-PROGRESS_NAME = "hot_paths"
 CATCH_UP_INTERVALS = 360
 MAX_INTERVALS_PER_ROUND = 60  # keeps one transaction short while catching up
-_LOCK_ID = 0x6870616C  # any constant shared by every hotpath server on one database
 _US = 1_000_000
 
-Key = tuple[str, str]  # service, hot path
 Transition = Literal["fire", "resolve"] | None
 
 
@@ -131,21 +124,28 @@ def step(
     return after, None
 
 
-def fingerprint(labels: dict[str, str]) -> str:
-    """16 hex digits of the sorted labels, like Alertmanager's: one per hot path and rule."""
-    text_ = "\0".join(f"{k}\0{v}" for k, v in sorted(labels.items()))
-    return hashlib.blake2b(text_.encode(), digest_size=8).hexdigest()
+def apply_override(defaults: Rule, stored: StoredRule) -> Rule:
+    """A stored override on top of the defaults: None fields keep the default."""
+    return Rule(
+        quantile=stored.quantile if stored.quantile is not None else defaults.quantile,
+        budget_ns=stored.budget_ns,
+        fire_after=stored.fire_after or defaults.fire_after,
+        resolve_after=stored.resolve_after or defaults.resolve_after,
+        min_calls=stored.min_calls if stored.min_calls is not None else defaults.min_calls,
+        severity=stored.severity or defaults.severity,
+        enabled=stored.enabled,
+    )
 
 
-def alert_labels(service: str, hot_path: str, severity: str) -> dict[str, str]:
-    return {"alertname": ALERT_NAME, "service": service, "hot_path": hot_path, "severity": severity}
+def rules_for(defaults: Rule, stored: Iterable[StoredRule]) -> dict[AlertKey, Rule]:
+    return {(r.tenant, r.service, r.hot_path): apply_override(defaults, r) for r in stored}
 
 
 class AlertEvaluator:
     """Judges closed intervals for every hot path and records transitions (see module doc)."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
+    def __init__(self, store: AlertStore, settings: Settings) -> None:
+        self.store = store
         self.defaults = default_rule(settings)
         self.interval_us = max(1, int(settings.alert_interval_s * _US))
         self.grace_us = int(settings.alert_grace_s * _US)
@@ -161,44 +161,38 @@ class AlertEvaluator:
         """One round: judge the closed intervals not judged yet. Returns how many were."""
         now_us = now_us if now_us is not None else int(time.time() * _US)
         target = self.closed_until(now_us)
-        with self.engine.connect() as conn:
-            done = conn.execute(_progress_query()).scalar()
+        done = self.store.evaluated_until()
         if done is None:
-            self._start_progress(target)
+            self.store.start_evaluation(target)
             return 0
         if done >= target:
             return 0  # nothing closed since: the common case, a single cheap read
-        with write_transaction(self.engine) as conn:
-            if not _take_lock(conn):
-                return 0
-            done = conn.execute(_progress_query()).scalar_one()
-            done = max(done, target - CATCH_UP_INTERVALS * self.interval_us)
+        with self.store.evaluation() as round_:
+            if round_ is None:
+                return 0  # another server holds the lock
+            done = max(round_.evaluated_until_us, target - CATCH_UP_INTERVALS * self.interval_us)
             until = min(target, done + MAX_INTERVALS_PER_ROUND * self.interval_us)
             if done >= until:
                 return 0
-            self._judge(conn, done, until, now_us)
-            conn.execute(
-                update(alert_progress)
-                .where(alert_progress.c.name == PROGRESS_NAME)
-                .values(evaluated_until_us=until)
-            )
+            self._judge(round_, done, until, now_us)
+            round_.advance(until)
         return (until - done + self.interval_us - 1) // self.interval_us
 
-    def _start_progress(self, target: int) -> None:
-        try:
-            with write_transaction(self.engine) as conn:
-                conn.execute(
-                    insert(alert_progress),
-                    {"name": PROGRESS_NAME, "evaluated_until_us": target},
-                )
-        except IntegrityError:
-            pass  # another server started it first
-
-    def _judge(self, conn: Connection, start_us: int, end_us: int, now_us: int) -> None:
-        rules = rules_for(self.defaults, conn.execute(select(alert_rules)))
-        states, alert_ids = _load_states(conn)
+    def _judge(self, round_: Evaluation, start_us: int, end_us: int, now_us: int) -> None:
+        rules = rules_for(self.defaults, round_.rules())
+        states: dict[AlertKey, Streaks] = {}
+        alert_ids: dict[AlertKey, int] = {}
+        for state in round_.states():
+            states[state.key] = Streaks(
+                state.breach_streak,
+                state.ok_streak,
+                state.streak_start_us,
+                state.alert_id is not None,
+            )
+            if state.alert_id is not None:
+                alert_ids[state.key] = state.alert_id
         before = dict(states)
-        calls = _load_calls(conn, start_us, end_us, self.interval_us)
+        calls = round_.hot_path_calls(start_us, end_us, self.interval_us)
         for interval in range(start_us, end_us, self.interval_us):
             here = calls.get(interval, {})
             for key in sorted(set(here) | set(states)):
@@ -208,40 +202,38 @@ class AlertEvaluator:
                 streaks, transition = step(states.get(key, Streaks()), verdict, rule, interval)
                 states[key] = streaks
                 if transition == "fire":
-                    alert_ids[key] = self._fire(conn, key, rule, verdict, streaks, now_us)
+                    alert = self._fire(round_, key, rule, verdict, streaks)
+                    alert_ids[key] = alert.id
+                    self._notify(round_, alert, now_us)
                 elif transition == "resolve":
-                    self._resolve(conn, alert_ids.pop(key), interval + self.interval_us, now_us)
+                    alert = round_.resolve(alert_ids.pop(key), interval + self.interval_us)
+                    _log_resolved(alert)
+                    self._notify(round_, alert, now_us)
                 elif streaks.firing and verdict.value_ns is not None:
-                    _raise_peak(conn, alert_ids[key], verdict.value_ns)
-        _save_states(conn, before, states, alert_ids)
+                    round_.raise_peak(alert_ids[key], verdict.value_ns)
+        _save_states(round_, before, states, alert_ids)
 
     def _fire(
-        self,
-        conn: Connection,
-        key: Key,
-        rule: Rule,
-        verdict: Verdict,
-        streaks: Streaks,
-        now_us: int,
-    ) -> int:
-        service, hot_path = key
+        self, round_: Evaluation, key: AlertKey, rule: Rule, verdict: Verdict, streaks: Streaks
+    ) -> AlertRecord:
+        tenant, service, hot_path = key
         assert verdict.value_ns is not None and verdict.budget_ns is not None
-        row = {
-            "fingerprint": fingerprint(alert_labels(service, hot_path, rule.severity)),
-            "service": service,
-            "hot_path": hot_path,
-            "severity": rule.severity,
-            "state": "firing",
-            "quantile": rule.quantile,
-            "budget_ns": verdict.budget_ns,
-            "fire_after": rule.fire_after,
-            "interval_s": self.interval_us / _US,
-            "value_ns": verdict.value_ns,
-            "peak_ns": verdict.value_ns,
-            "starts_us": streaks.breach_start_us,
-            "ends_us": None,
-        }
-        alert_id = conn.execute(insert(alerts).returning(alerts.c.id), row).scalar_one()
+        assert streaks.breach_start_us is not None
+        alert = round_.fire(
+            NewAlert(
+                tenant=tenant,
+                fingerprint=fingerprint(alert_labels(service, hot_path, rule.severity)),
+                service=service,
+                hot_path=hot_path,
+                severity=rule.severity,
+                quantile=rule.quantile,
+                budget_ns=verdict.budget_ns,
+                fire_after=rule.fire_after,
+                interval_s=self.interval_us / _US,
+                value_ns=verdict.value_ns,
+                starts_us=streaks.breach_start_us,
+            )
+        )
         log.warning(
             "alert firing: %s %s p%g %.1f ms over its budget of %.1f ms in %d intervals of %g s",
             service,
@@ -252,35 +244,48 @@ class AlertEvaluator:
             rule.fire_after,
             self.interval_us / _US,
         )
-        self._notify(conn, {**row, "id": alert_id}, now_us)
-        return alert_id
+        return alert
 
-    def _resolve(self, conn: Connection, alert_id: int, ends_us: int, now_us: int) -> None:
-        conn.execute(
-            update(alerts).where(alerts.c.id == alert_id).values(state="resolved", ends_us=ends_us)
+    def _notify(self, round_: Evaluation, alert: AlertRecord, now_us: int) -> None:
+        body = webhook_body([asdict(alert)], receiver=self.receiver, external_url=self.external_url)
+        text = json.dumps(body, separators=(",", ":"))
+        round_.notify(alert.id, alert.state, text, self.urls, now_us)
+
+
+def _log_resolved(alert: AlertRecord) -> None:
+    log.warning(
+        "alert resolved: %s %s p%g back within its budget of %.1f ms (peak %.1f ms)",
+        alert.service,
+        alert.hot_path,
+        alert.quantile * 100,
+        alert.budget_ns / 1e6,
+        alert.peak_ns / 1e6,
+    )
+
+
+def _save_states(
+    round_: Evaluation,
+    before: dict[AlertKey, Streaks],
+    after: dict[AlertKey, Streaks],
+    alert_ids: dict[AlertKey, int],
+) -> None:
+    """Write back the streaks that changed; idle hot paths keep no state."""
+    for key, streaks in after.items():
+        if before.get(key) == streaks or (streaks.idle and key not in before):
+            continue
+        if streaks.idle:
+            round_.drop_state(key)
+            continue
+        alert_id = alert_ids.get(key) if streaks.firing else None
+        round_.put_state(
+            StreakState(*key, streaks.breach, streaks.ok, streaks.breach_start_us, alert_id)
         )
-        row = dict(conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()._mapping)
-        log.warning(
-            "alert resolved: %s %s p%g back within its budget of %.1f ms (peak %.1f ms)",
-            row["service"],
-            row["hot_path"],
-            row["quantile"] * 100,
-            row["budget_ns"] / 1e6,
-            row["peak_ns"] / 1e6,
-        )
-        self._notify(conn, row, now_us)
-
-    def _notify(self, conn: Connection, alert: dict[str, Any], now_us: int) -> None:
-        body = alert_delivery.webhook_body(
-            [alert], receiver=self.receiver, external_url=self.external_url
-        )
-        alert_delivery.enqueue(conn, alert["id"], body, self.urls, now_us)
 
 
-def alert_work(engine: Engine, settings: Settings) -> Callable[[], None]:
+def alert_work(store: AlertStore, settings: Settings) -> Callable[[], None]:
     """What the maintenance thread runs each loop: judge closed intervals, then deliver."""
-    evaluator = AlertEvaluator(engine, settings)
-    sender = alert_delivery.WebhookSender(engine, settings)
+    evaluator = AlertEvaluator(store, settings)
+    sender = WebhookSender(store, settings)
 
     def run() -> None:
         while evaluator.evaluate():
@@ -288,124 +293,3 @@ def alert_work(engine: Engine, settings: Settings) -> Callable[[], None]:
         sender.deliver()
 
     return run
-
-
-def _take_lock(conn: Connection) -> bool:
-    if conn.dialect.name != "postgresql":
-        return True
-    return bool(
-        conn.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _LOCK_ID}).scalar()
-    )
-
-
-def _progress_query():  # type: ignore[no-untyped-def]
-    return select(alert_progress.c.evaluated_until_us).where(alert_progress.c.name == PROGRESS_NAME)
-
-
-def load_rule(defaults: Rule, row: object) -> Rule:
-    """A stored override on top of the defaults: NULL columns keep the default."""
-    m = row._mapping  # type: ignore[attr-defined]
-    return Rule(
-        quantile=m["quantile"] if m["quantile"] is not None else defaults.quantile,
-        budget_ns=m["budget_ns"],
-        fire_after=m["fire_after"] or defaults.fire_after,
-        resolve_after=m["resolve_after"] or defaults.resolve_after,
-        min_calls=m["min_calls"] if m["min_calls"] is not None else defaults.min_calls,
-        severity=m["severity"] or defaults.severity,
-        enabled=bool(m["enabled"]),
-    )
-
-
-def _load_states(conn: Connection) -> tuple[dict[Key, Streaks], dict[Key, int]]:
-    states: dict[Key, Streaks] = {}
-    alert_ids: dict[Key, int] = {}
-    for r in conn.execute(select(alert_states)):
-        key = (r.service, r.hot_path)
-        states[key] = Streaks(
-            r.breach_streak, r.ok_streak, r.streak_start_us, r.alert_id is not None
-        )
-        if r.alert_id is not None:
-            alert_ids[key] = r.alert_id
-    return states, alert_ids
-
-
-def _save_states(
-    conn: Connection,
-    before: dict[Key, Streaks],
-    after: dict[Key, Streaks],
-    alert_ids: dict[Key, int],
-) -> None:
-    """Write back the streaks that changed; idle hot paths keep no row."""
-    for key, streaks in after.items():
-        if before.get(key) == streaks or (streaks.idle and key not in before):
-            continue
-        service, hot_path = key
-        where = (alert_states.c.service == service) & (alert_states.c.hot_path == hot_path)
-        if streaks.idle:
-            conn.execute(delete(alert_states).where(where))
-            continue
-        values = {
-            "breach_streak": streaks.breach,
-            "ok_streak": streaks.ok,
-            "streak_start_us": streaks.breach_start_us,
-            "alert_id": alert_ids.get(key) if streaks.firing else None,
-        }
-        if key in before:
-            conn.execute(update(alert_states).where(where).values(**values))
-        else:
-            conn.execute(insert(alert_states), {"service": service, "hot_path": hot_path, **values})
-
-
-def _raise_peak(conn: Connection, alert_id: int, value_ns: int) -> None:
-    conn.execute(
-        update(alerts)
-        .where(alerts.c.id == alert_id, alerts.c.peak_ns < value_ns)
-        .values(peak_ns=value_ns)
-    )
-
-
-def _load_calls(
-    conn: Connection, start_us: int, end_us: int, interval_us: int
-) -> dict[int, dict[Key, tuple[int | None, Histogram]]]:
-    """Per interval start, per (service, hot path): the latest budget shipped and the merged
-    calls of all series whose windows start in the interval."""
-    service_ids = list(conn.execute(select(services.c.id)).scalars())
-    if not service_ids:
-        return {}
-    # service_id IN (...) lets both databases use the (service_id, start_us) index.
-    query = (
-        select(
-            services.c.name,
-            hot_path_calls.c.name,
-            hot_path_calls.c.start_us,
-            hot_path_calls.c.budget_ns,
-            hot_path_calls.c.sum_ns,
-            hot_path_calls.c.max_ns,
-            hot_path_calls.c.buckets,
-        )
-        .join(services, services.c.id == hot_path_calls.c.service_id)
-        .where(
-            hot_path_calls.c.service_id.in_(service_ids),
-            hot_path_calls.c.start_us >= start_us,
-            hot_path_calls.c.start_us < end_us,
-        )
-        .order_by(hot_path_calls.c.start_us)
-    )
-    parts: dict[int, dict[Key, list[Histogram]]] = defaultdict(lambda: defaultdict(list))
-    budgets: dict[tuple[int, Key], int | None] = {}
-    for service, name, start, budget, sum_ns, max_ns, blob in conn.execute(query):
-        interval = start - (start - start_us) % interval_us
-        parts[interval][(service, name)].append(decode(sum_ns, max_ns, blob))
-        if budget is not None:
-            budgets[(interval, (service, name))] = budget  # ordered by time: the latest wins
-    return {
-        interval: {
-            key: (budgets.get((interval, key)), merge_all(histograms))
-            for key, histograms in by_key.items()
-        }
-        for interval, by_key in parts.items()
-    }
-
-
-def rules_for(defaults: Rule, rows: Iterable[object]) -> dict[Key, Rule]:
-    return {(r.service, r.hot_path): load_rule(defaults, r) for r in rows}  # type: ignore[attr-defined]

@@ -6,24 +6,23 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from hotpath.profiler.formats.window import SERVICE_NAME_PATTERN
-from hotpath.server.alerts import Rule, default_rule, load_rule
-from hotpath.server.storage.sql.database import read_snapshot, write_transaction
-from hotpath.server.storage.sql.tables import alert_notifications, alert_rules, alerts
+from hotpath.server.alerts import Rule, apply_override, default_rule
+from hotpath.server.storage.alerts import AlertRecord, AlertStatus, AlertStore, StoredRule
+from hotpath.server.tenancy import tenant
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 page_router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
+Tenant = Annotated[str, Depends(tenant)]
 ServiceName = Annotated[str, Field(pattern=SERVICE_NAME_PATTERN)]
 HotPathName = Annotated[str, Field(min_length=1, max_length=112)]
 
@@ -79,8 +78,8 @@ class AlertOut(BaseModel):
     notifications_pending: int
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.store.engine
+def _alerts(request: Request) -> AlertStore:
+    return request.app.state.storage.alerts  # type: ignore[no-any-return]
 
 
 def _defaults(request: Request) -> Rule:
@@ -103,104 +102,76 @@ def _rule_out(rule: Rule, service: str | None, hot_path: str | None, interval_s:
 
 
 @router.get("/alert-rules", response_model=RulesOut)
-def list_rules(request: Request) -> RulesOut:
+def list_rules(request: Request, tenant: Tenant) -> RulesOut:
     """The default rule (from settings) and every per-hot-path override, as applied."""
     defaults = _defaults(request)
     interval = request.app.state.settings.alert_interval_s
-    with _engine(request).connect() as conn:
-        rows = conn.execute(
-            select(alert_rules).order_by(alert_rules.c.service, alert_rules.c.hot_path)
-        ).all()
     return RulesOut(
         defaults=_rule_out(defaults, None, None, interval),
-        rules=[_rule_out(load_rule(defaults, r), r.service, r.hot_path, interval) for r in rows],
+        rules=[
+            _rule_out(apply_override(defaults, r), r.service, r.hot_path, interval)
+            for r in _alerts(request).rules(tenant)
+        ],
     )
 
 
 @router.put("/alert-rules", response_model=RuleOut, responses={409: {}, 422: {}})
-def put_rule(request: Request, rule: RuleIn) -> RuleOut:
+def put_rule(request: Request, tenant: Tenant, rule: RuleIn) -> RuleOut:
     """Create or replace the override of one hot path's rule."""
-    values: dict[str, Any] = {
-        "quantile": rule.quantile,
-        "budget_ns": round(rule.budget_ms * 1e6) if rule.budget_ms is not None else None,
-        "fire_after": rule.fire_after,
-        "resolve_after": rule.resolve_after,
-        "min_calls": rule.min_calls,
-        "severity": rule.severity,
-        "enabled": rule.enabled,
-        "updated_us": int(time.time() * 1e6),
-    }
-    where = (alert_rules.c.service == rule.service) & (alert_rules.c.hot_path == rule.hot_path)
-    try:
-        with write_transaction(_engine(request)) as conn:
-            if conn.execute(update(alert_rules).where(where).values(**values)).rowcount == 0:
-                conn.execute(
-                    insert(alert_rules),
-                    {"service": rule.service, "hot_path": rule.hot_path, **values},
-                )
-            row = conn.execute(select(alert_rules).where(where)).one()
-    except IntegrityError:
-        raise HTTPException(409, "the rule was written concurrently; retry") from None
+    stored = _alerts(request).put_rule(
+        StoredRule(
+            tenant=tenant,
+            service=rule.service,
+            hot_path=rule.hot_path,
+            quantile=rule.quantile,
+            budget_ns=round(rule.budget_ms * 1e6) if rule.budget_ms is not None else None,
+            fire_after=rule.fire_after,
+            resolve_after=rule.resolve_after,
+            min_calls=rule.min_calls,
+            severity=rule.severity,
+            enabled=rule.enabled,
+        ),
+        now_us=int(time.time() * 1e6),
+    )  # a concurrent write of the same rule: `Conflict`, answered 409 (server/error_handlers.py)
     interval = request.app.state.settings.alert_interval_s
-    return _rule_out(load_rule(_defaults(request), row), rule.service, rule.hot_path, interval)
+    applied = apply_override(_defaults(request), stored)
+    return _rule_out(applied, stored.service, stored.hot_path, interval)
 
 
 @router.delete("/alert-rules", status_code=204, responses={404: {}})
-def delete_rule(request: Request, service: str, hot_path: str) -> Response:
+def delete_rule(request: Request, tenant: Tenant, service: str, hot_path: str) -> Response:
     """Drop an override: the hot path goes back to the default rule."""
-    with write_transaction(_engine(request)) as conn:
-        deleted = conn.execute(
-            delete(alert_rules).where(
-                alert_rules.c.service == service, alert_rules.c.hot_path == hot_path
-            )
-        ).rowcount
-    if not deleted:
+    if not _alerts(request).delete_rule(tenant, service, hot_path):
         raise HTTPException(404, f"no rule for hot path {hot_path!r} of service {service!r}")
     return Response(status_code=204)
 
 
+def _alert_out(a: AlertRecord) -> AlertOut:
+    q = f"p{a.quantile * 100:g}"
+    return AlertOut(
+        id=a.id,
+        fingerprint=a.fingerprint,
+        service=a.service,
+        hot_path=a.hot_path,
+        severity=a.severity,
+        state=a.state,
+        rule=f"{q} > budget in {a.fire_after} consecutive {a.interval_s:g} s intervals",
+        quantile=a.quantile,
+        value_ms=a.value_ns / 1e6,
+        peak_ms=a.peak_ns / 1e6,
+        budget_ms=a.budget_ns / 1e6,
+        starts_at=datetime.fromtimestamp(a.starts_us / 1e6, UTC),
+        ends_at=datetime.fromtimestamp(a.ends_us / 1e6, UTC) if a.ends_us else None,
+        notifications_pending=a.notifications_pending,
+    )
+
+
 def query_alerts(
-    engine: Engine, state: str | None, service: str | None, limit: int
+    request: Request, tenant: str, state: AlertStatus | None, service: str | None, limit: int
 ) -> list[AlertOut]:
     """Firing alerts first, then the most recent."""
-    pending = (
-        select(func.count())
-        .where(
-            alert_notifications.c.alert_id == alerts.c.id,
-            alert_notifications.c.delivered_us.is_(None),
-        )
-        .scalar_subquery()
-    )
-    query = select(alerts, pending.label("pending")).order_by(
-        (alerts.c.state == "firing").desc(), alerts.c.starts_us.desc(), alerts.c.id.desc()
-    )
-    if state:
-        query = query.where(alerts.c.state == state)
-    if service:
-        query = query.where(alerts.c.service == service)
-    with read_snapshot(engine) as conn:
-        rows = conn.execute(query.limit(limit)).all()
-    return [_alert_out(r._mapping) for r in rows]
-
-
-def _alert_out(m: Any) -> AlertOut:
-    q = f"p{m['quantile'] * 100:g}"
-    return AlertOut(
-        id=m["id"],
-        fingerprint=m["fingerprint"],
-        service=m["service"],
-        hot_path=m["hot_path"],
-        severity=m["severity"],
-        state=m["state"],
-        rule=f"{q} > budget in {m['fire_after']} consecutive {m['interval_s']:g} s intervals",
-        quantile=m["quantile"],
-        value_ms=m["value_ns"] / 1e6,
-        peak_ms=m["peak_ns"] / 1e6,
-        budget_ms=m["budget_ns"] / 1e6,
-        starts_at=datetime.fromtimestamp(m["starts_us"] / 1e6, UTC),
-        ends_at=datetime.fromtimestamp(m["ends_us"] / 1e6, UTC) if m["ends_us"] else None,
-        notifications_pending=m["pending"],
-    )
+    found = _alerts(request).alerts(tenant, state=state, service=service, limit=limit)
+    return [_alert_out(a) for a in found]
 
 
 StateParam = Annotated[Literal["firing", "resolved"] | None, Query()]
@@ -209,17 +180,25 @@ LimitParam = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/alerts", response_model=list[AlertOut])
 def list_alerts(
-    request: Request, state: StateParam = None, service: str | None = None, limit: LimitParam = 100
+    request: Request,
+    tenant: Tenant,
+    state: StateParam = None,
+    service: str | None = None,
+    limit: LimitParam = 100,
 ) -> list[AlertOut]:
     """Hot-path alerts, firing first, then by start (newest first)."""
-    return query_alerts(_engine(request), state, service, limit)
+    return query_alerts(request, tenant, state, service, limit)
 
 
 @page_router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(
-    request: Request, state: StateParam = None, service: str | None = None, limit: LimitParam = 200
+    request: Request,
+    tenant: Tenant,
+    state: StateParam = None,
+    service: str | None = None,
+    limit: LimitParam = 200,
 ) -> HTMLResponse:
-    rows = query_alerts(_engine(request), state, service, limit)
+    rows = query_alerts(request, tenant, state, service, limit)
     return templates.TemplateResponse(
         request,
         "alerts.html",

@@ -7,20 +7,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from hotpath.profiler.analysis.attribution import parse_function, under_function
-from hotpath.profiler.formats import FormatError, collapsed, pyroscope, speedscope
+from hotpath.profiler.formats import FormatError, pyroscope, registry
 from hotpath.profiler.formats import window as wire
-from hotpath.profiler.labels import parse_labels
-from hotpath.profiler.timespec import parse_range
+from hotpath.profiler.model import CPU
 from hotpath.server.body import decode_body, read_body
+from hotpath.server.compare_api import LabelParam, Profiles, Tenant, TypeParam, selection
+from hotpath.server.ingest_checks import check_piece
 from hotpath.server.settings import Settings
-from hotpath.server.storage.sql.profiles import Store, UnknownService
+from hotpath.server.storage.errors import StorageUnavailable
+from hotpath.server.storage.profiles import Piece, SeriesKey
 
 router = APIRouter()
 
@@ -34,12 +34,10 @@ class IngestResponse(BaseModel):
 class ServiceOut(BaseModel):
     name: str
     last_seen: datetime
-    samples: int
+    samples: int  # all-time CPU samples
     series: int
-
-
-def _store(request: Request) -> Store:
-    return request.app.state.store
+    types: list[str]  # the profile types the service has (ids, in the model's order)
+    totals: dict[str, int]  # all-time weight per type, in the type's unit
 
 
 def _settings(request: Request) -> Settings:
@@ -49,10 +47,9 @@ def _settings(request: Request) -> Settings:
 @router.get("/healthz", tags=["health"])
 def health(request: Request) -> JSONResponse:
     try:
-        with _store(request).engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        return JSONResponse({"status": "unavailable", "database": str(exc.orig)}, 503)
+        request.app.state.storage.upkeep.ping()
+    except StorageUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "database": exc.reason}, 503)
     return JSONResponse({"status": "ok"})
 
 
@@ -68,8 +65,11 @@ def health(request: Request) -> JSONResponse:
         422: {},
     },
 )
-async def ingest_window(request: Request, response: Response) -> IngestResponse:
-    """Store one agent window (`hotpath.window/1` JSON, optionally zstd- or gzip-encoded)."""
+async def ingest_window(
+    request: Request, response: Response, store: Profiles, tenant_id: Tenant
+) -> IngestResponse:
+    """Store one agent window (`hotpath.window/1` JSON, optionally zstd- or gzip-encoded).
+    A window without `type` is cpu, or wall when labelled `sampling=wall` (older agents)."""
     settings = _settings(request)
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
@@ -82,8 +82,9 @@ async def ingest_window(request: Request, response: Response) -> IngestResponse:
         raise HTTPException(422, f"invalid window: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"window too large: {exc}") from None
+    piece = Piece.from_window(window, tenant_id)
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
-    result = await run_in_threadpool(_store(request).ingest, window)
+    result = await run_in_threadpool(store.put, piece)
     request.app.state.metrics.window_ingested(window, result, len(body))
     response.status_code = 200 if result.duplicate else 201
     return IngestResponse(
@@ -91,59 +92,89 @@ async def ingest_window(request: Request, response: Response) -> IngestResponse:
     )
 
 
+# Pyroscope's `format=` names for the registry's formats.
+_PYROSCOPE_FORMATS = {"folded": "collapsed", "collapsed": "collapsed", "pprof": "pprof"}
+
+
 @router.post("/ingest", tags=["ingest"], response_model=IngestResponse)
 async def ingest_pyroscope(
     request: Request,
     response: Response,
+    store: Profiles,
+    tenant_id: Tenant,
     name: Annotated[str, Query(description="APP{key=value,...}")],
     from_: Annotated[float | None, Query(alias="from", description="unix seconds")] = None,
     until: Annotated[float | None, Query(description="unix seconds")] = None,
-    format: Annotated[str, Query()] = "folded",
+    format: Annotated[str, Query(description="folded (collapsed stacks) or pprof")] = "folded",
     sampleRate: Annotated[float, Query(gt=0, le=100_000)] = 100.0,
 ) -> IngestResponse:
-    """Pyroscope's ingest API with `format=folded`: a body of collapsed stacks."""
+    """Pyroscope's legacy ingest API (pyroscope-io 0.8 and other clients): a body of collapsed
+    stacks (`format=folded`) or a pprof profile (`format=pprof`), read by the format
+    registry; each profile type in the body is stored as its own piece."""
     settings = _settings(request)
-    if format not in ("folded", "collapsed"):
-        raise HTTPException(415, f"format {format!r} is not supported here: send format=folded")
+    if format not in _PYROSCOPE_FORMATS:
+        known = ", ".join(_PYROSCOPE_FORMATS)
+        raise HTTPException(415, f"format {format!r} is not supported here: send one of {known}")
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
         body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
     )
     now = datetime.now(UTC).timestamp()
-    start, end = (from_ if from_ is not None else now), (until if until is not None else now)
     try:
+        start, end = (from_ if from_ is not None else now), (until if until is not None else now)
+        begins, ends = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
         service, labels = pyroscope.parse_app_name(name)
-        profile = pyroscope.loads_folded(data.decode("utf-8"), sampleRate)
-        window = wire.from_profile(
-            profile,
-            service=service,
-            # Pyroscope clients send no key: the content is the identity, so a retry dedupes.
-            idempotency_key="pyroscope:"
-            + hashlib.sha256(f"{name}\0{start}\0{end}\0".encode() + data).hexdigest(),
-            start=datetime.fromtimestamp(start, UTC),
-            end=datetime.fromtimestamp(end, UTC),
-            sample_rate_hz=sampleRate,
-            labels=labels,
-        )
-        wire.check_limits(window, settings.window_limits)
+        profiles = registry.load(data, _PYROSCOPE_FORMATS[format])
+        # Pyroscope clients send no key: the content is the identity, so a retry dedupes.
+        key = hashlib.sha256(f"{name}\0{start}\0{end}\0".encode() + data).hexdigest()
+        pieces = [
+            Piece.from_profile(
+                profile,
+                SeriesKey(tenant_id, service, profile.type, labels),
+                start=begins,
+                end=ends,
+                sample_rate_hz=profile.sample_rate_hz or sampleRate,
+                idempotency_key=f"pyroscope:{key[:48]}:{profile.type.id}",
+            )
+            for profile in profiles
+        ]
+        for piece in pieces:
+            check_piece(piece, settings.window_limits)
     except (FormatError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, f"invalid folded profile: {exc}") from None
-    except ValidationError as exc:
-        raise HTTPException(422, f"invalid profile: {_errors(exc)}") from None
+        raise HTTPException(422, f"invalid {format} profile: {exc}") from None
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"profile too large: {exc}") from None
-    # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
-    result = await run_in_threadpool(_store(request).ingest, window)
-    request.app.state.metrics.window_ingested(window, result, len(body))
+    except (ValueError, OverflowError, OSError) as exc:  # names, times out of range
+        raise HTTPException(422, f"invalid profile: {exc}") from None
+    results = []
+    for piece in pieces:
+        # Storage is blocking I/O: off the event loop, so a slow database stalls only this
+        # request. Each piece is its own transaction; a retry dedupes those already stored.
+        result = await run_in_threadpool(store.put, piece)
+        request.app.state.metrics.piece_ingested(service, result, len(body))
+        results.append(result)
     response.status_code = 200
     return IngestResponse(
-        window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
+        window_id=results[0].window_id if len(results) == 1 else None,
+        duplicate=all(r.duplicate for r in results),
+        samples=sum(r.samples for r in results),
     )
 
 
 @router.get("/api/v1/services", response_model=list[ServiceOut], tags=["query"])
-def list_services(request: Request) -> list[ServiceOut]:
-    return [ServiceOut(**vars(s)) for s in _store(request).services()]
+def list_services(store: Profiles, tenant_id: Tenant) -> list[ServiceOut]:
+    """The tenant's services, each with the profile types it has."""
+    return [
+        ServiceOut(
+            name=s.name,
+            last_seen=s.last_seen,
+            samples=s.samples,
+            series=s.series,
+            types=[t.type.id for t in s.types],
+            totals={t.type.id: t.total for t in s.types},
+        )
+        for s in store.services(tenant_id)
+    ]
 
 
 @router.get(
@@ -152,36 +183,33 @@ def list_services(request: Request) -> list[ServiceOut]:
     responses={200: {"content": {"text/plain": {}, "application/json": {}}}, 404: {}, 422: {}},
 )
 def get_profile(
-    request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
+    type: TypeParam = CPU.id,
     from_: Annotated[str | None, Query(alias="from", description="ISO-8601, unix or -15m")] = None,
     until: Annotated[str | None, Query(description="ISO-8601, unix or now")] = None,
-    label: Annotated[list[str] | None, Query(description="key=value, repeatable")] = None,
-    format: Literal["collapsed", "speedscope"] = "speedscope",
+    label: LabelParam = None,
+    format: Literal[tuple(registry.writable())] = "speedscope",  # type: ignore[valid-type]
     focus: Annotated[
         str | None,
         Query(description='"qualname (file)": only stacks through it, rooted at it'),
     ] = None,
 ) -> Response:
-    """The merged profile of a service over a time range, filtered by labels; with `focus`,
-    the flame graph of one function alone (e.g. a hot path's)."""
-    try:
-        start, end = parse_range(from_, until)
-        labels = parse_labels(label or [])
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    try:
-        profile = _store(request).profile(service, start, end, labels)
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    """The merged profile of one type (cpu by default) of a service over a time range,
+    filtered by labels; with `focus`, the flame graph of one function alone (e.g. a hot
+    path's)."""
+    chosen = selection(tenant_id, service, type, from_, until, label)
+    start, end = chosen.start, chosen.end
+    profile = store.profile(chosen)
     if focus:
         profile = under_function(profile, *parse_function(focus))
     headers = {"X-Hotpath-Samples": str(profile.total)}
-    if format == "collapsed":
-        return PlainTextResponse(collapsed.dumps(profile), headers=headers)
-    title = f"{service} {start:%Y-%m-%d %H:%M:%S}-{end:%H:%M:%S} UTC"
+    title = f"{service} {chosen.type.id} {start:%Y-%m-%d %H:%M:%S}-{end:%H:%M:%S} UTC"
     return Response(
-        speedscope.dumps(profile, title), media_type="application/json", headers=headers
+        registry.dump(profile, format, name=title),
+        media_type=registry.media_type(format),
+        headers=headers,
     )
 
 

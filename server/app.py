@@ -8,10 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hotpath.server import (
     alerts_api,
@@ -19,32 +17,30 @@ from hotpath.server import (
     bench_api,
     bench_pages,
     compare_api,
+    error_handlers,
     hotpath_api,
     metrics,
     pages,
+    profiles_api,
 )
 from hotpath.server.alerts import alert_work
 from hotpath.server.maintenance import Maintenance
 from hotpath.server.settings import Settings
-from hotpath.server.storage.sql.database import make_engine, upgrade
-from hotpath.server.storage.sql.profiles import Store
+from hotpath.server.storage import open_storage
 
 log = logging.getLogger("hotpath.server")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url())
-    upgrade(engine)
-    store = Store(engine, settings.retention())
+    storage = open_storage(settings.database_url(), retention=settings.retention())
     maintenance = Maintenance(
-        engine,
-        store.retention,
+        storage.upkeep,
         rollup_interval_s=settings.rollup_interval_s,
         retention_interval_s=settings.retention_interval_s,
-        alert_work=alert_work(engine, settings) if settings.alert_enabled else None,
+        alert_work=alert_work(storage.alerts, settings) if settings.alert_enabled else None,
     )
-    app_metrics = metrics.Metrics(engine, lambda: maintenance.last_run_s)
+    app_metrics = metrics.Metrics(storage.upkeep, storage.alerts, lambda: maintenance.last_run_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         maintenance.start()
         yield
         maintenance.stop()
-        engine.dispose()
+        storage.close()
 
     app = FastAPI(
         title="hotpath",
@@ -65,12 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Continuous profiling for Python processes",
     )
     app.state.settings = settings
-    app.state.store = store
+    app.state.storage = storage
+    app.state.store = storage.profiles  # the profile routers' name for it, until they move
     app.state.metrics = app_metrics
     app.add_middleware(metrics.RequestMetrics, metrics=app_metrics)
-    for error in (OperationalError, InterfaceError):
-        app.add_exception_handler(error, _database_unavailable)
+    error_handlers.install(app)
     app.include_router(api.router)
+    app.include_router(profiles_api.router)
     app.include_router(compare_api.router)
     app.include_router(hotpath_api.router)
     app.include_router(pages.router)
@@ -90,16 +87,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.speedscope_dir,
         )
     return app
-
-
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    """The database went away (or SQLite stayed locked): a retryable 503, not a 500. Nothing
-    was half-written, since every write is one transaction; the pool reconnects by itself
-    (pre-ping) once the database is back."""
-    reason = getattr(exc, "orig", exc)
-    log.warning("database unavailable: %s", reason)
-    return JSONResponse(
-        {"detail": f"database unavailable, retry later: {reason}"},
-        503,
-        headers={"Retry-After": "5"},
-    )

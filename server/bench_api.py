@@ -12,14 +12,15 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hotpath.profiler.analysis.changepoint import ChangePoint, e_divisive
 from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, load_run
 from hotpath.server.body import decode_body, read_body
-from hotpath.server.storage.sql.bench import BenchStore, Point, RunMeta, UnknownRun
+from hotpath.server.storage.bench import BenchStore, Point, RunMeta
+from hotpath.server.tenancy import tenant
 
 router = APIRouter(prefix="/api/v1/bench", tags=["benchmarks"])
 
@@ -33,6 +34,7 @@ MAX_HISTORY = 500
 
 Project = Annotated[str, Query(pattern=PROJECT_PATTERN, description="e.g. the repository name")]
 Branch = Annotated[str, Query(pattern=BRANCH_PATTERN)]
+Tenant = Annotated[str, Depends(tenant)]
 
 
 class RunOut(BaseModel):
@@ -95,12 +97,7 @@ class HistoryOut(BaseModel):
 
 
 def bench_store(request: Request) -> BenchStore:
-    """The app's benchmark store, made on first use on the engine of its profile store."""
-    state = request.app.state
-    if not hasattr(state, "bench_store"):
-        state.bench_store = BenchStore(state.store.engine)
-    store: BenchStore = state.bench_store
-    return store
+    return request.app.state.storage.bench  # type: ignore[no-any-return]
 
 
 def run_page_url(meta: RunMeta) -> str:
@@ -127,6 +124,7 @@ def _run_out(meta: RunMeta) -> RunOut:
 async def upload_run(
     request: Request,
     response: Response,
+    tenant: Tenant,
     project: Project,
     branch: Branch,
     commit: Annotated[str | None, Query(pattern=COMMIT_PATTERN)] = None,
@@ -145,49 +143,45 @@ async def upload_run(
     if not run.benchmarks:
         raise HTTPException(422, f"{source}: the run holds no benchmarks: nothing to store")
     stored = await run_in_threadpool(
-        bench_store(request).add_run, project, branch, commit, data, run
+        bench_store(request).add_run, tenant, project, branch, commit, data, run
     )
     response.status_code = 201 if stored.created else 200
     return UploadOut(run=_run_out(stored.meta), created=stored.created, quirks=list(run.quirks))
 
 
 @router.get("/projects", response_model=list[ProjectOut])
-def list_projects(request: Request) -> list[ProjectOut]:
-    return [ProjectOut(**vars(p)) for p in bench_store(request).projects()]
+def list_projects(request: Request, tenant: Tenant) -> list[ProjectOut]:
+    return [ProjectOut(**vars(p)) for p in bench_store(request).projects(tenant)]
 
 
 @router.get("/runs", response_model=list[RunOut])
 def list_runs(
     request: Request,
+    tenant: Tenant,
     project: Project,
     branch: Branch,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[RunOut]:
     """The newest `limit` runs of a branch (metadata only), oldest first."""
-    return [_run_out(meta) for meta in bench_store(request).runs(project, branch, limit)]
+    return [_run_out(meta) for meta in bench_store(request).runs(tenant, project, branch, limit)]
 
 
-@router.get("/runs/{run_id}", response_model=RunOut)
-def get_run(request: Request, run_id: int) -> RunOut:
-    try:
-        return _run_out(bench_store(request).run(run_id))
-    except UnknownRun:
-        raise HTTPException(404, f"no benchmark run {run_id}") from None
+# An unknown run id raises `UnknownRun`: 404 "no benchmark run N" (server/error_handlers.py).
+@router.get("/runs/{run_id}", response_model=RunOut, responses={404: {}})
+def get_run(request: Request, tenant: Tenant, run_id: int) -> RunOut:
+    return _run_out(bench_store(request).run(tenant, run_id))
 
 
-@router.get("/runs/{run_id}/raw", responses={200: {"content": {"application/json": {}}}})
-def get_raw(request: Request, run_id: int) -> Response:
+@router.get("/runs/{run_id}/raw", responses={200: {"content": {"application/json": {}}}, 404: {}})
+def get_raw(request: Request, tenant: Tenant, run_id: int) -> Response:
     """The pytest-benchmark JSON exactly as uploaded."""
-    try:
-        data = bench_store(request).raw(run_id)
-    except UnknownRun:
-        raise HTTPException(404, f"no benchmark run {run_id}") from None
-    return Response(data, media_type="application/json")
+    return Response(bench_store(request).raw(tenant, run_id), media_type="application/json")
 
 
 @router.get("/history", response_model=HistoryOut)
 def history(
     request: Request,
+    tenant: Tenant,
     project: Project,
     branch: Branch,
     fullname: Annotated[str, Query(min_length=1)],
@@ -195,7 +189,7 @@ def history(
     limit: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = MAX_HISTORY,
 ) -> HistoryOut:
     """One benchmark over the runs of a branch, oldest first, with its change points."""
-    points = bench_store(request).history(project, branch, fullname, limit)
+    points = bench_store(request).history(tenant, project, branch, fullname, limit)
     if not points:
         raise HTTPException(
             404, f"no runs of benchmark {fullname!r} on {project} branch {branch!r}"

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from hotpath.server.bench_api import (
@@ -26,9 +26,11 @@ from hotpath.server.bench_api import (
     change_points,
 )
 from hotpath.server.pages import templates
-from hotpath.server.storage.sql.bench import Point, ProfileSeries, RunMeta
+from hotpath.server.storage.bench import Point, ProfileSeries, RunMeta
+from hotpath.server.tenancy import tenant
 
 router = APIRouter(include_in_schema=False)
+Tenant = Annotated[str, Depends(tenant)]
 
 # The project page detects change points over this many newest runs of each benchmark.
 PAGE_HISTORY = 100
@@ -88,30 +90,31 @@ def history_url(project: str, branch: str, fullname: str) -> str:
 
 
 @router.get("/benchmarks", response_class=HTMLResponse)
-def projects_page(request: Request) -> HTMLResponse:
-    projects = bench_store(request).projects()
+def projects_page(request: Request, tenant: Tenant) -> HTMLResponse:
+    projects = bench_store(request).projects(tenant)
     return templates.TemplateResponse(request, "bench_projects.html", {"projects": projects})
 
 
 @router.get("/benchmarks/{project}", response_class=HTMLResponse)
 def project_page(
     request: Request,
+    tenant: Tenant,
     project: str,
     branch: Annotated[str | None, Query(pattern=BRANCH_PATTERN)] = None,
     run: int | None = None,
 ) -> HTMLResponse:
     store = bench_store(request)
-    branches = store.branches(project)
+    branches = store.branches(tenant, project)
     if not branches:
         raise HTTPException(404, f"no benchmark runs for project {project!r}")
     branch = branch or ("main" if "main" in branches else branches[0])
-    runs = store.runs(project, branch, PAGE_HISTORY)
+    runs = store.runs(tenant, project, branch, PAGE_HISTORY)
     if not runs:
         raise HTTPException(404, f"no benchmark runs for {project} on branch {branch!r}")
     selected = next((r for r in runs if r.id == run), None) if run is not None else runs[-1]
     if selected is None:
         raise HTTPException(404, f"run {run} is not among the newest runs of {project} {branch}")
-    points = store.history(project, branch, None, PAGE_HISTORY)
+    points = store.history(tenant, project, branch, None, PAGE_HISTORY)
     rows = _benchmark_rows(project, branch, points, selected, runs)
     return templates.TemplateResponse(
         request,
@@ -131,6 +134,7 @@ def project_page(
 @router.get("/benchmarks/{project}/history", response_class=HTMLResponse)
 def history_page(
     request: Request,
+    tenant: Tenant,
     project: str,
     branch: Annotated[str, Query(pattern=BRANCH_PATTERN)],
     fullname: Annotated[str, Query(min_length=1)],
@@ -138,12 +142,12 @@ def history_page(
     if not _valid_project(project):
         raise HTTPException(422, f"invalid project name {project!r}")
     store = bench_store(request)
-    points = store.history(project, branch, fullname, PAGE_HISTORY * 5)
+    points = store.history(tenant, project, branch, fullname, PAGE_HISTORY * 5)
     if not points:
         raise HTTPException(404, f"no runs of benchmark {fullname!r} on {project} {branch!r}")
     changes = change_points(points, STAT)
     service = f"bench-{project}"
-    diffs = profile_diffs(service, store.profiles(service, _benchmark_label(fullname)))
+    diffs = profile_diffs(service, store.profiles(tenant, service, _benchmark_label(fullname)))
     by_commit = {d.head_commit: d for d in diffs}
     api_url = "/api/v1/bench/history?" + urlencode(
         {"project": project, "branch": branch, "fullname": fullname, "stat": STAT}

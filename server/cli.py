@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -21,11 +22,10 @@ import click
 def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: str) -> None:
     """Run the hotpath server (FastAPI on uvicorn)."""
     import uvicorn
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
 
     from hotpath.server.app import create_app
     from hotpath.server.settings import Settings
+    from hotpath.server.storage.errors import StorageUnavailable
 
     overrides: dict[str, object] = {}
     if db_url:
@@ -35,10 +35,19 @@ def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: s
     settings = Settings(**overrides)
     try:
         app = create_app(settings)
-    except OperationalError as exc:
+    except StorageUnavailable as exc:
         raise click.ClickException(
-            f"cannot open the database {settings.database_url()}: {exc.orig}"
+            f"cannot open the database {_shown(settings.database_url())}: {exc.reason}"
         ) from None
-    shown = make_url(settings.database_url()).render_as_string(hide_password=True)
+    shown = _shown(settings.database_url())
     click.echo(f"hotpath server on http://{host}:{port}  (database: {shown})")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _shown(url: str) -> str:
+    """The database URL without its password, for the console."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

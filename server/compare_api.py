@@ -1,8 +1,11 @@
-"""The comparison API: what got slower between two profiles, the diff tree, the timeline."""
+"""The comparison API: what got slower between two profiles, the diff tree, the timeline.
+
+Also the query pieces every read route shares: the tenant, the profile store, the type
+(`type=`, cpu by default; an unknown one is a 422 naming the known ones) and the selection.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -13,14 +16,50 @@ from pydantic import BaseModel
 from hotpath.profiler.analysis.diff import compare, estimate_dispersion
 from hotpath.profiler.analysis.difftree import diff_tree
 from hotpath.profiler.labels import parse_labels
-from hotpath.profiler.model import Profile
+from hotpath.profiler.model import CPU, PROFILE_TYPES, Profile, ProfileType, profile_type
 from hotpath.profiler.timespec import parse_range
-from hotpath.server.storage.sql.profiles import Store, UnknownService
+from hotpath.server.storage.profiles import ProfileStore, Selection
+from hotpath.server.tenancy import tenant
 
 router = APIRouter(prefix="/api/v1", tags=["compare"])
 
 TimeParam = Annotated[str | None, Query(description="ISO-8601, unix seconds or relative (-1h)")]
 LabelParam = Annotated[list[str] | None, Query(description="key=value, repeatable")]
+TypeParam = Annotated[
+    str, Query(description=f"the profile type: {', '.join(PROFILE_TYPES)} (default cpu)")
+]
+Tenant = Annotated[str, Depends(tenant)]
+
+
+def profile_store(request: Request) -> ProfileStore:
+    return request.app.state.storage.profiles
+
+
+Profiles = Annotated[ProfileStore, Depends(profile_store)]
+
+
+def parse_type(type_id: str) -> ProfileType:
+    try:
+        return profile_type(type_id)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def selection(
+    tenant_id: str,
+    service: str,
+    type_id: str,
+    start: str | None,
+    until: str | None,
+    labels: list[str] | None,
+) -> Selection:
+    """The contract's selection from query parameters; 422 naming what is wrong."""
+    kind = parse_type(type_id)
+    try:
+        begin, end = parse_range(start, until)
+        return Selection(tenant_id, service, kind, begin, end, parse_labels(labels or []))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 class Side(BaseModel):
@@ -46,6 +85,7 @@ class FunctionChangeOut(BaseModel):
 
 class DiffOut(BaseModel):
     service: str
+    type: str
     base: Side
     head: Side
     alpha: float
@@ -61,28 +101,20 @@ class TimelineLine(BaseModel):
 
 class TimelineOut(BaseModel):
     service: str
+    type: str
+    unit: str
     step_s: int
     start: datetime
     until: datetime
     lines: list[TimelineLine]
 
 
-@dataclass(frozen=True)
-class Selection:
-    start: datetime
-    end: datetime
-    labels: dict[str, str]
-
-
-def selection(start: str | None, until: str | None, labels: list[str] | None) -> Selection:
-    try:
-        begin, end = parse_range(start, until)
-        return Selection(begin, end, parse_labels(labels or []))
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 def base_and_head(
+    tenant_id: Tenant,
+    service: str,
+    type: TypeParam = CPU.id,
+    base_type: Annotated[str | None, Query(description="the base's type (default: type)")] = None,
+    head_type: Annotated[str | None, Query(description="the head's type (default: type)")] = None,
     base_from: TimeParam = None,
     base_until: TimeParam = None,
     base_label: LabelParam = None,
@@ -90,30 +122,22 @@ def base_and_head(
     head_until: TimeParam = None,
     head_label: LabelParam = None,
 ) -> tuple[Selection, Selection]:
-    """The two sides of a comparison, from the query parameters both endpoints share."""
-    return (
-        selection(base_from, base_until, base_label),
-        selection(head_from, head_until, head_label),
-    )
+    """The two sides of a comparison, from the query parameters both endpoints share. Two
+    types are never compared: samples of CPU and of wall clock mean different things."""
+    base = selection(tenant_id, service, base_type or type, base_from, base_until, base_label)
+    head = selection(tenant_id, service, head_type or type, head_from, head_until, head_label)
+    if base.type != head.type:
+        raise HTTPException(422, f"cannot compare a {base.type} profile with a {head.type} profile")
+    return base, head
 
 
-def _profiles(
-    request: Request, service: str, base: Selection, head: Selection
-) -> tuple[Profile, Profile]:
-    store: Store = request.app.state.store
-    try:
-        return (
-            store.profile(service, base.start, base.end, base.labels),
-            store.profile(service, head.start, head.end, head.labels),
-        )
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+def _profiles(store: ProfileStore, base: Selection, head: Selection) -> tuple[Profile, Profile]:
+    return store.profile(base), store.profile(head)
 
 
 @router.get("/diff", response_model=DiffOut)
 def diff(
-    request: Request,
-    service: str,
+    store: Profiles,
     sides: Annotated[tuple[Selection, Selection], Depends(base_and_head)],
     alpha: Annotated[float, Query(gt=0, lt=1)] = 0.01,
     min_change_pp: Annotated[float, Query(ge=0)] = 1.0,
@@ -121,17 +145,10 @@ def diff(
     """Per function: self and total shares in base and head, the change, and a significance
     test on the sample counts; significant slowdowns first."""
     base, head = sides
-    base_profile, head_profile = _profiles(request, service, base, head)
-    store: Store = request.app.state.store
+    base_profile, head_profile = _profiles(store, base, head)
     # Each side's own window-to-window variability; a difference between the sides must
     # stand out from it to be flagged.
-    dispersion = (
-        sum(
-            estimate_dispersion(store.window_profiles(service, side.start, side.end, side.labels))
-            for side in (base, head)
-        )
-        / 2
-    )
+    dispersion = sum(estimate_dispersion(store.window_profiles(side)) for side in (base, head)) / 2
     try:
         result = compare(
             base_profile,
@@ -143,12 +160,13 @@ def diff(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return DiffOut(
-        service=service,
+        service=base.service,
+        type=base.type.id,
         base=Side(
-            start=base.start, until=base.end, labels=base.labels, samples=result.base_samples
+            start=base.start, until=base.end, labels=dict(base.labels), samples=result.base_samples
         ),
         head=Side(
-            start=head.start, until=head.end, labels=head.labels, samples=result.head_samples
+            start=head.start, until=head.end, labels=dict(head.labels), samples=result.head_samples
         ),
         alpha=alpha,
         min_change_pp=min_change_pp,
@@ -159,40 +177,39 @@ def diff(
 
 @router.get("/diff/tree", response_class=ORJSONResponse)
 def tree(
-    request: Request,
-    service: str,
+    store: Profiles,
     sides: Annotated[tuple[Selection, Selection], Depends(base_and_head)],
 ) -> ORJSONResponse:
     """The merged call tree of both profiles, as columns: node i has function `fn[i]`,
     parent `parent[i]` (node 0 is the root) and total/self samples in base and head."""
     base, head = sides
     # 100,000 nodes: orjson encodes the columns in milliseconds where the default takes ~0.5 s.
-    return ORJSONResponse(diff_tree(*_profiles(request, service, base, head)))
+    return ORJSONResponse(diff_tree(*_profiles(store, base, head)))
 
 
 @router.get("/timeline", response_model=TimelineOut)
 def timeline(
-    request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
+    type: TypeParam = CPU.id,
     from_: Annotated[str | None, Query(alias="from")] = None,
     until: TimeParam = None,
     label: LabelParam = None,
     by: Annotated[str | None, Query(description="a label key: one line per value")] = None,
 ) -> TimelineOut:
-    """Samples over time (per minute up to two days, else per hour)."""
-    chosen = selection(from_, until, label)
-    store: Store = request.app.state.store
-    try:
-        step, lines = store.timeline(service, chosen.start, chosen.end, chosen.labels, by)
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    """The type's weight over time (per minute up to two days, else per hour)."""
+    chosen = selection(tenant_id, service, type, from_, until, label)
+    drawn = store.timeline(chosen, by)
     return TimelineOut(
         service=service,
-        step_s=step,
+        type=chosen.type.id,
+        unit=str(chosen.type.unit),
+        step_s=drawn.step_s,
         start=chosen.start,
         until=chosen.end,
         lines=[
             TimelineLine(name=name, points=sorted(points.items()))
-            for name, points in sorted(lines.items())
+            for name, points in sorted(drawn.lines.items())
         ],
     )

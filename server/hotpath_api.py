@@ -1,4 +1,8 @@
-"""The hot-path API: per hot path, latency quantiles against its budget over a time range."""
+"""The hot-path API: per hot path, latency quantiles against its budget over a time range.
+
+Hot-path calls are read with the profile type of the agent that shipped them (cpu by
+default), so two agents on one process do not count a call twice; attribution splits a
+call's time by the stacks of that same type."""
 
 from __future__ import annotations
 
@@ -6,13 +10,21 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from hotpath.profiler.analysis.attribution import FunctionShare, attribute, parse_function
 from hotpath.profiler.hotpath.histogram import Histogram
-from hotpath.server.compare_api import LabelParam, Selection, TimeParam, selection
-from hotpath.server.storage.sql.profiles import Store, UnknownService
+from hotpath.profiler.model import CPU
+from hotpath.server.compare_api import (
+    LabelParam,
+    Profiles,
+    Tenant,
+    TimeParam,
+    TypeParam,
+    selection,
+)
+from hotpath.server.storage.profiles import ProfileStore, Selection
 
 router = APIRouter(prefix="/api/v1", tags=["hot paths"])
 
@@ -54,21 +66,19 @@ def summarise(
 
 @router.get("/hotpaths", response_model=list[HotPathOut])
 def hot_paths(
-    request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
+    type: TypeParam = CPU.id,
     from_: Annotated[str | None, Query(alias="from")] = None,
     until: TimeParam = None,
     label: LabelParam = None,
 ) -> list[HotPathOut]:
     """Count, mean, p50/p95/p99/p99.9 and max latency of each hot path, with its budget and
     the share of calls over it (quantiles within 0.8%: bucket midpoints)."""
-    chosen = selection(from_, until, label)
-    store: Store = request.app.state.store
-    try:
-        merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
-        functions = store.hot_path_functions(service, chosen.start, chosen.end)
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    chosen = selection(tenant_id, service, type, from_, until, label)
+    merged = store.hot_path_histograms(chosen)
+    functions = store.hot_path_functions(chosen)
     return [
         summarise(name, budget, calls, functions.get(name))
         for name, (budget, calls) in sorted(merged.items())
@@ -104,24 +114,20 @@ def chart_step(start: datetime, end: datetime, points: int = 360) -> int:
 
 @router.get("/hotpaths/{name}/timeline", response_model=LatencyTimelineOut)
 def hot_path_timeline(
-    request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     name: str,
     service: str,
+    type: TypeParam = CPU.id,
     from_: Annotated[str | None, Query(alias="from")] = None,
     until: TimeParam = None,
     label: LabelParam = None,
 ) -> LatencyTimelineOut:
     """p50/p95/p99/max of one hot path per time step, and its share of calls over budget."""
-    chosen = selection(from_, until, label)
-    store: Store = request.app.state.store
+    chosen = selection(tenant_id, service, type, from_, until, label)
     step = chart_step(chosen.start, chosen.end)
-    try:
-        budget = _budget(store, service, name, chosen)
-        series = store.hot_path_timeline(
-            service, name, chosen.start, chosen.end, step, chosen.labels
-        )
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    budget = _budget(store, name, chosen)
+    series = store.hot_path_timeline(chosen, name, step)
     points = [
         LatencyPointOut(
             start=moment,
@@ -140,10 +146,12 @@ def hot_path_timeline(
     )
 
 
-def _budget(store: Store, service: str, name: str, chosen: Selection) -> int | None:
-    merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
+def _budget(store: ProfileStore, name: str, chosen: Selection) -> int | None:
+    merged = store.hot_path_histograms(chosen)
     if name not in merged:
-        raise HTTPException(404, f"no calls of hot path {name!r} in {service!r} in that range")
+        raise HTTPException(
+            404, f"no calls of hot path {name!r} in {chosen.service!r} in that range"
+        )
     return merged[name][0]
 
 
@@ -168,9 +176,11 @@ class AttributionOut(BaseModel):
 
 @router.get("/hotpaths/{name}/attribution", response_model=AttributionOut)
 def hot_path_attribution(
-    request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     name: str,
     service: str,
+    type: TypeParam = CPU.id,
     from_: Annotated[str | None, Query(alias="from")] = None,
     until: TimeParam = None,
     label: LabelParam = None,
@@ -179,18 +189,16 @@ def hot_path_attribution(
     """Where the hot path's time goes: the sampled stacks inside its function split its mean
     call duration between the functions it calls (self and total, in ms per call)."""
     return attribution_for(
-        request.app.state.store, service, name, selection(from_, until, label), limit
+        store, name, selection(tenant_id, service, type, from_, until, label), limit
     )
 
 
 def attribution_for(
-    store: Store, service: str, name: str, chosen: Selection, limit: int = 50
+    store: ProfileStore, name: str, chosen: Selection, limit: int = 50
 ) -> AttributionOut:
-    try:
-        merged = store.hot_path_histograms(service, chosen.start, chosen.end, chosen.labels)
-        function = store.hot_path_functions(service, chosen.start, chosen.end).get(name)
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    service = chosen.service
+    merged = store.hot_path_histograms(chosen)
+    function = store.hot_path_functions(chosen).get(name)
     if name not in merged or not merged[name][1].count:
         raise HTTPException(404, f"no calls of hot path {name!r} in {service!r} in that range")
     if function is None:
@@ -199,9 +207,9 @@ def attribution_for(
             f"hot path {name!r} has no function on record: its agent predates attribution",
         )
     budget, calls = merged[name]
-    profile = store.profile(service, chosen.start, chosen.end, chosen.labels)
+    profile = store.profile(chosen)
     split = attribute(profile, *parse_function(function), calls.mean / 1e6)
-    params = [("service", service), ("from", chosen.start.isoformat())]
+    params = [("service", service), ("type", chosen.type.id), ("from", chosen.start.isoformat())]
     params += [("until", chosen.end.isoformat())]
     params += [("label", f"{k}={v}") for k, v in chosen.labels.items()]
     params += [("focus", function), ("format", "speedscope")]

@@ -1,9 +1,9 @@
 """The server's background work: roll windows up every second, enforce retention every minute.
 Each loop also judges hot-path alerts and delivers their webhooks (server/alerts.py).
 
-A daemon thread per server process; several servers on one database share the work safely
-(see `server.rollups`). Database errors are logged and retried with backoff: ingest and
-queries go on meanwhile.
+A daemon thread per server process, working through the storage's `Upkeep`
+(server/storage/upkeep.py); several servers on one database share the work safely. Errors
+are logged and retried with backoff: ingest and queries go on meanwhile.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-
-from hotpath.server.storage.sql import retention, rollups
-from hotpath.server.storage.sql.profiles import Retention
+from hotpath.server.storage.errors import StorageUnavailable
+from hotpath.server.storage.upkeep import Upkeep
 
 log = logging.getLogger("hotpath.maintenance")
 
@@ -25,15 +22,13 @@ log = logging.getLogger("hotpath.maintenance")
 class Maintenance:
     def __init__(
         self,
-        engine: Engine,
-        retention_policy: Retention,
+        upkeep: Upkeep,
         *,
         rollup_interval_s: float = 1.0,
         retention_interval_s: float = 60.0,
         alert_work: Callable[[], object] | None = None,
     ) -> None:
-        self.engine = engine
-        self.retention = retention_policy
+        self.upkeep = upkeep
         self.rollup_interval_s = rollup_interval_s
         self.retention_interval_s = retention_interval_s
         self.alert_work = alert_work  # server.alerts.alert_work: judge intervals, deliver
@@ -53,10 +48,10 @@ class Maintenance:
         backoff = self.rollup_interval_s
         while not self._stop.is_set():
             try:
-                while rollups.roll_up(self.engine) and not self._stop.is_set():
+                while self.upkeep.roll_up() and not self._stop.is_set():
                     pass  # a backlog: keep going until it is rolled up
                 if time.monotonic() >= next_retention:
-                    deleted = retention.enforce(self.engine, self.retention)
+                    deleted = self.upkeep.enforce_retention()
                     if deleted:
                         log.info("retention deleted %d rows", deleted)
                     next_retention = time.monotonic() + self.retention_interval_s
@@ -64,9 +59,12 @@ class Maintenance:
                     self._alerts()
                 backoff = self.rollup_interval_s
                 self.last_run_s = time.time()
-            except SQLAlchemyError as exc:
+            except StorageUnavailable as exc:
                 backoff = min(60.0, backoff * 2)
                 log.warning("maintenance failed (%s); retrying in %.0f s", exc, backoff)
+            except Exception:  # a bug must not end the loop for good: log it, back off, retry
+                backoff = min(60.0, backoff * 2)
+                log.exception("maintenance failed; retrying in %.0f s", backoff)
             self._stop.wait(backoff)
 
     def _alerts(self) -> None:

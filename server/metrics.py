@@ -3,7 +3,7 @@
 A registry per app (not prometheus-client's global one), so several apps in one process
 (tests) do not share counters. Counters count what *this* server process ingested or
 served: with several stateless servers behind one PostgreSQL, sum them in PromQL. The gauges
-read from the database at scrape time (database up, roll-up lag, alert evaluation lag, alerts
+read from storage at scrape time (database up, roll-up lag, alert evaluation lag, alerts
 firing, notifications waiting) are the same on every server: take `max`, not `sum`.
 
 Hot paths: `hotpath_hot_path_duration_seconds{service, hot_path}` is a Prometheus histogram
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,16 +42,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
-from hotpath.server.storage.sql.tables import alert_notifications, alert_progress, alerts, windows
+from hotpath.server.storage.alerts import AlertStore
+from hotpath.server.storage.errors import StorageUnavailable
+from hotpath.server.storage.upkeep import Upkeep
 
 if TYPE_CHECKING:
-    from hotpath.server.storage.sql.profiles import IngestResult
+    from hotpath.server.storage.profiles import IngestResult
 
 LE_SECONDS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
@@ -151,8 +151,14 @@ class HotPathCollector(Collector):
 class DatabaseCollector(Collector):
     """Read at scrape time: the database answering, roll-up and alerting progress."""
 
-    def __init__(self, engine: Engine, maintenance_last_run: Callable[[], float | None]) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        upkeep: Upkeep,
+        alerts: AlertStore,
+        maintenance_last_run: Callable[[], float | None],
+    ) -> None:
+        self.upkeep = upkeep
+        self.alerts = alerts
         self.maintenance_last_run = maintenance_last_run
 
     def collect(self) -> Iterator[Metric]:
@@ -181,28 +187,23 @@ class DatabaseCollector(Collector):
         if last_run is not None:
             maintenance.add_metric([], now - last_run)
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-                oldest = conn.execute(
-                    select(func.min(windows.c.end_us)).where(windows.c.rolled_up.is_(False))
-                ).scalar()
-                evaluated = conn.execute(
-                    select(func.max(alert_progress.c.evaluated_until_us))
-                ).scalar()
-                for service, hot_path, severity in conn.execute(
-                    select(alerts.c.service, alerts.c.hot_path, alerts.c.severity).where(
-                        alerts.c.state == "firing"
-                    )
-                ):
-                    firing.add_metric([service, hot_path, severity], 1.0)
-                waiting = conn.execute(
-                    select(func.count()).where(alert_notifications.c.delivered_us.is_(None))
-                ).scalar_one()
-        except SQLAlchemyError:
+            self.upkeep.ping()
+            figures = self.upkeep.figures()
+            firing_now = self.alerts.firing()
+            waiting = self.alerts.notifications_pending()
+        except StorageUnavailable:
             up.add_metric([], 0.0)
             yield from (up, maintenance)
             return
+        # Summed: the same service and hot path may fire in several tenants.
+        per_labels: dict[tuple[str, str, str], int] = {}
+        for a in firing_now:
+            labels = (a.service, a.hot_path, a.severity)
+            per_labels[labels] = per_labels.get(labels, 0) + 1
+        for labels, count in sorted(per_labels.items()):
+            firing.add_metric(list(labels), float(count))
         up.add_metric([], 1.0)
+        oldest, evaluated = figures.oldest_unrolled_end_us, figures.alerts_evaluated_until_us
         rollup_lag.add_metric([], max(0.0, now - oldest / 1e6) if oldest is not None else 0.0)
         if evaluated is not None:
             alert_lag.add_metric([], max(0.0, now - evaluated / 1e6))
@@ -214,7 +215,10 @@ class Metrics:
     """Everything `/metrics` shows, in one registry of its own."""
 
     def __init__(
-        self, engine: Engine, maintenance_last_run: Callable[[], float | None] = lambda: None
+        self,
+        upkeep: Upkeep,
+        alerts: AlertStore,
+        maintenance_last_run: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -248,19 +252,29 @@ class Metrics:
         )
         self.hot_paths = HotPathCollector()
         r.register(self.hot_paths)
-        r.register(DatabaseCollector(engine, maintenance_last_run))
+        r.register(DatabaseCollector(upkeep, alerts, maintenance_last_run))
         ProcessCollector(registry=r)
 
     def window_ingested(self, window: wire.Window, result: IngestResult, body_bytes: int) -> None:
         """Called by the ingest routes after the store answered."""
+        self.piece_ingested(window.service, result, body_bytes, window.hot_paths)
+
+    def piece_ingested(
+        self,
+        service: str,
+        result: IngestResult,
+        body_bytes: int,
+        hot_paths: Iterable[wire.HotPathWindow] = (),
+    ) -> None:
+        """The same for a piece that did not come as an agent window (no hot paths)."""
         outcome = "duplicate" if result.duplicate else "stored"
-        self.windows.labels(window.service, outcome).inc()
+        self.windows.labels(service, outcome).inc()
         if result.duplicate:
             return
-        self.samples.labels(window.service).inc(result.samples)
-        self.bytes.labels(window.service).inc(body_bytes)
-        for hot_path in window.hot_paths:
-            self.hot_paths.add(window.service, hot_path)
+        self.samples.labels(service).inc(result.samples)
+        self.bytes.labels(service).inc(body_bytes)
+        for hot_path in hot_paths:
+            self.hot_paths.add(service, hot_path)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

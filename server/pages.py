@@ -12,11 +12,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from hotpath.profiler.labels import parse_labels
-from hotpath.profiler.timespec import parse_range
-from hotpath.server.compare_api import Selection
+from hotpath.profiler.model import CPU, ProfileType
+from hotpath.server.compare_api import Profiles, Tenant, parse_type, selection
 from hotpath.server.hotpath_api import attribution_for, summarise
-from hotpath.server.storage.sql.profiles import UnknownService
+from hotpath.server.storage.profiles import ProfileStore, Selection
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -43,41 +42,47 @@ templates.env.globals["ago"] = ago
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request) -> HTMLResponse:
-    services = request.app.state.store.services()
+def home(request: Request, store: Profiles, tenant_id: Tenant) -> HTMLResponse:
+    services = store.services(tenant_id)
     return templates.TemplateResponse(request, "home.html", {"services": services})
+
+
+def page_type(store: ProfileStore, tenant_id: str, service: str, chosen: str | None) -> ProfileType:
+    """The type a page shows: the one asked for, else cpu, else the first the service has
+    (a service attached only with --idle opens on its wall-clock profile)."""
+    if chosen:
+        return parse_type(chosen)
+    types = store.profile_types(tenant_id, service)
+    return CPU if CPU in types or not types else types[0]
 
 
 @router.get("/services/{service}", response_class=HTMLResponse)
 def service_page(
     request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
+    type: str | None = None,
     from_: Annotated[str, Query(alias="from")] = "-15m",
     until: str = "now",
     label: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
-    try:
-        start, end = parse_range(from_, until)
-        labels = parse_labels(label or [])
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    store = request.app.state.store
-    try:
-        samples = store.sample_count(service, start, end, labels)
-        hot_paths = [
-            summarise(name, budget, calls)
-            for name, (budget, calls) in sorted(
-                store.hot_path_histograms(service, start, end, labels).items()
-            )
-            if calls.count
-        ]
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
+    kind = page_type(store, tenant_id, service, type)
+    chosen = selection(tenant_id, service, kind.id, from_, until, label)
+    start, end, labels = chosen.start, chosen.end, dict(chosen.labels)
+    samples = store.sample_count(chosen)
+    hot_paths = [
+        summarise(name, budget, calls)
+        for name, (budget, calls) in sorted(store.hot_path_histograms(chosen).items())
+        if calls.count
+    ]
     # Absolute times, so the viewer shows exactly the range this page describes.
-    params = [("service", service), ("from", start.isoformat()), ("until", end.isoformat())]
+    params = [("service", service), ("type", kind.id)]
+    params += [("from", start.isoformat()), ("until", end.isoformat())]
     params += [("label", f"{k}={v}") for k, v in labels.items()]
     profile_url = "/api/v1/profile?" + urlencode([*params, ("format", "speedscope")])
-    title = f"{service} · {start:%H:%M}-{end:%H:%M} UTC"
+    title = f"{service} · {kind.id} · {start:%H:%M}-{end:%H:%M} UTC"
+    label_query = "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items())
     viewer_url = (
         f"/speedscope/index.html#profileURL={quote(profile_url, safe='')}"
         f"&title={quote(title, safe='')}&view=left-heavy"
@@ -88,19 +93,24 @@ def service_page(
         "service.html",
         {
             "service": service,
+            "type": kind,
+            "types": store.profile_types(tenant_id, service),
             "start": start,
             "end": end,
             "samples": samples,
             "hot_paths": hot_paths,
             "presets": RANGE_PRESETS,
             "selected": from_,
-            "label_query": "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items()),
+            "label_query": label_query,
+            # The range presets and hot-path links keep the type; the type links keep the range.
+            "type_query": f"&type={quote(kind.id)}",
+            "range_query": urlencode([("from", from_), ("until", until)]) + label_query,
             "viewer_url": viewer_url,
             "collapsed_url": "/api/v1/profile?" + urlencode([*params, ("format", "collapsed")]),
             "speedscope_ready": (speedscope_dir / "index.html").is_file(),
             # For timeline.js, which rebuilds the viewer's URL when a range is dragged out.
             "labels": [f"{k}={v}" for k, v in labels.items()],
-            "label_keys": request.app.state.store.label_keys(service),
+            "label_keys": store.label_keys(tenant_id, service, kind),
         },
     )
 
@@ -111,6 +121,7 @@ class DiffSide:
     end: datetime
     labels: dict[str, str]
     samples: int
+    type: ProfileType
 
     @property
     def range_text(self) -> str:
@@ -119,14 +130,20 @@ class DiffSide:
 
     def service_query(self) -> str:
         """The service page's query for this side, to open its plain flame graph."""
-        pairs = [("from", self.start.isoformat()), ("until", self.end.isoformat())]
+        pairs = [("type", self.type.id)]
+        pairs += [("from", self.start.isoformat()), ("until", self.end.isoformat())]
         return urlencode(pairs + [("label", f"{k}={v}") for k, v in self.labels.items()])
 
 
 @router.get("/services/{service}/diff", response_class=HTMLResponse)
 def diff_page(
     request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
+    type: str = CPU.id,
+    base_type: str | None = None,
+    head_type: str | None = None,
     base_from: str | None = None,
     base_until: str | None = None,
     base_label: Annotated[list[str] | None, Query()] = None,
@@ -139,23 +156,18 @@ def diff_page(
     """The differential flame graph (diffgraph.js) of two selections, beside the table of the
     functions that got slower. Both sides are resolved to absolute times here, so the two API
     calls the page makes describe exactly the same ranges as its headings."""
-    try:
-        base_range = parse_range(base_from, base_until)
-        head_range = parse_range(head_from, head_until)
-        base_labels, head_labels = parse_labels(base_label or []), parse_labels(head_label or [])
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    store = request.app.state.store
-    try:
-        base = DiffSide(
-            *base_range, base_labels, store.sample_count(service, *base_range, base_labels)
+    sides = [
+        selection(tenant_id, service, base_type or type, base_from, base_until, base_label),
+        selection(tenant_id, service, head_type or type, head_from, head_until, head_label),
+    ]
+    if sides[0].type != sides[1].type:
+        raise HTTPException(
+            422, f"cannot compare a {sides[0].type} profile with a {sides[1].type} profile"
         )
-        head = DiffSide(
-            *head_range, head_labels, store.sample_count(service, *head_range, head_labels)
-        )
-    except UnknownService:
-        raise HTTPException(404, f"unknown service {service!r}") from None
-    params: list[tuple[str, str]] = [("service", service)]
+    base, head = (
+        DiffSide(s.start, s.end, dict(s.labels), store.sample_count(s), s.type) for s in sides
+    )
+    params: list[tuple[str, str]] = [("service", service), ("type", base.type.id)]
     for side, chosen in (("base", base), ("head", head)):
         params += [
             (f"{side}_from", chosen.start.isoformat()),
@@ -169,6 +181,7 @@ def diff_page(
         "diff.html",
         {
             "service": service,
+            "type": base.type,
             "base": base,
             "head": head,
             "tree_url": "/api/v1/diff/tree?" + urlencode(params),
@@ -180,28 +193,27 @@ def diff_page(
 @router.get("/services/{service}/hotpaths/{name}", response_class=HTMLResponse)
 def hot_path_page(
     request: Request,
+    store: Profiles,
+    tenant_id: Tenant,
     service: str,
     name: str,
+    type: str | None = None,
     from_: Annotated[str, Query(alias="from")] = "-15m",
     until: str = "now",
     label: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
     """One hot path: latency against its budget over time (hotpath_chart.js), and where its
     time goes (budget attribution), with its own flame graph."""
-    try:
-        start, end = parse_range(from_, until)
-        labels = parse_labels(label or [])
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    chosen = Selection(start, end, labels)
+    kind = page_type(store, tenant_id, service, type)
+    chosen: Selection = selection(tenant_id, service, kind.id, from_, until, label)
+    start, end, labels = chosen.start, chosen.end, dict(chosen.labels)
     problem = None
     try:
-        split = attribution_for(request.app.state.store, service, name, chosen)
+        split = attribution_for(store, name, chosen)
     except HTTPException as exc:
-        if str(exc.detail).startswith("unknown service"):
-            raise
         split, problem = None, exc.detail  # no calls in this range, or no function on record
-    params = [("service", service), ("from", start.isoformat()), ("until", end.isoformat())]
+    params = [("service", service), ("type", kind.id)]
+    params += [("from", start.isoformat()), ("until", end.isoformat())]
     params += [("label", f"{k}={v}") for k, v in labels.items()]
     viewer_url = None
     if split is not None and split.samples_inside:
@@ -215,6 +227,7 @@ def hot_path_page(
         "hotpath.html",
         {
             "service": service,
+            "type": kind,
             "name": name,
             "start": start,
             "end": end,

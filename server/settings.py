@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hotpath.profiler.formats.window import WindowLimits
-from hotpath.server.storage.sql.profiles import Retention
+from hotpath.server.storage.profiles import Retention
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

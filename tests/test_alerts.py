@@ -16,16 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, insert, select
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram
-from hotpath.server.alert_delivery import ZERO_TIME, webhook_body
+from hotpath.server.alert_webhook import ZERO_TIME, webhook_body
 from hotpath.server.alerts import AlertEvaluator, Rule, Streaks, judge, step
 from hotpath.server.settings import Settings
-from hotpath.server.storage.sql.database import make_engine, upgrade
-from hotpath.server.storage.sql.profiles import Store
-from hotpath.server.storage.sql.tables import alert_notifications, alert_rules, alerts
+from hotpath.server.storage import Storage, open_storage
+from hotpath.server.storage.alerts import Notification, StoredRule
+from hotpath.server.storage.profiles import DEFAULT_TENANT, Piece
 from tests.servers import free_port, start_server, stop_process
 
 MS = 1_000_000
@@ -158,11 +157,24 @@ def window(service: str, start_us: int, hot: Histogram, budget_ms: float = 100) 
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[object]:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def storage(db_url: str) -> Iterator[Storage]:
+    opened = open_storage(db_url)
+    yield opened
+    opened.close()
+
+
+def ingest(storage: Storage, window: wire.Window) -> None:
+    storage.profiles.put(Piece.from_window(window, DEFAULT_TENANT))
+
+
+def drain_outbox(storage: Storage) -> list[Notification]:
+    """Every notification waiting, per URL in the order the sender would post them."""
+    sent = []
+    for url in sorted(storage.alerts.pending_urls()):
+        while (row := storage.alerts.claim_next(url, 2**62, 1)) is not None:
+            storage.alerts.delivered(row.id, 1, 2**62)
+            sent.append(row)
+    return sent
 
 
 def alert_settings(**overrides: object) -> Settings:
@@ -176,60 +188,57 @@ def alert_settings(**overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def test_two_servers_on_one_database_fire_once_and_a_restart_remembers(engine) -> None:
-    store = Store(engine)
+def test_two_servers_on_one_database_fire_once_and_a_restart_remembers(
+    storage: Storage, db_url: str
+) -> None:
     slow, fast = calls(5, times=90).merge(calls(300, times=10)), calls(5, times=100)
+    other_server = open_storage(db_url)  # its own engine and pool, as another process has
     first, second = (
-        AlertEvaluator(engine, alert_settings()),
-        AlertEvaluator(engine, alert_settings()),
+        AlertEvaluator(storage.alerts, alert_settings()),
+        AlertEvaluator(other_server.alerts, alert_settings()),
     )
     assert first.evaluate(T0) == 0  # a fresh database starts at the interval closing next
     for i in range(3):
         # Two series of one service in each interval: merged, they breach.
-        store.ingest(window("trader", T0 + i * 10 * US, slow))
-        store.ingest(window("trader", T0 + i * 10 * US + 5 * US, fast))
+        ingest(storage, window("trader", T0 + i * 10 * US, slow))
+        ingest(storage, window("trader", T0 + i * 10 * US + 5 * US, fast))
     for t in (15, 25):  # the 2nd interval closes at T0 + 20 s: two judged, no alert yet
         assert first.evaluate(T0 + t * US) + second.evaluate(T0 + t * US) == 1
     # "Restart": a new evaluator carries on from the streak in the database.
-    restarted = AlertEvaluator(engine, alert_settings())
+    restarted_server = open_storage(db_url)
+    restarted = AlertEvaluator(restarted_server.alerts, alert_settings())
     assert second.evaluate(T0 + 30 * US) + restarted.evaluate(T0 + 30 * US) == 1
-    with engine.connect() as conn:
-        (row,) = conn.execute(select(alerts)).all()
-        assert row.state == "firing" and row.starts_us == T0
-        assert row.value_ns == pytest.approx(300 * MS, rel=0.01) and row.budget_ns == 100 * MS
-        outbox = conn.execute(select(alert_notifications.c.url, alert_notifications.c.body)).all()
-    assert sorted(url for url, _ in outbox) == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
-    assert json.loads(outbox[0][1])["alerts"][0]["status"] == "firing"
+    (row,) = storage.alerts.alerts(DEFAULT_TENANT)
+    assert row.state == "firing" and row.starts_us == T0
+    assert row.value_ns == pytest.approx(300 * MS, rel=0.01) and row.budget_ns == 100 * MS
+    assert row.notifications_pending == 2
+    outbox = drain_outbox(storage)
+    assert [n.url for n in outbox] == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
+    assert json.loads(outbox[0].body)["alerts"][0]["status"] == "firing"
     # Nothing arrives any more: intervals without calls count as clear and resolve it.
     for t in (40, 50, 60):
         first.evaluate(T0 + t * US)
         second.evaluate(T0 + t * US)
-    with engine.connect() as conn:
-        (row,) = conn.execute(select(alerts)).all()
-        statuses = conn.execute(
-            select(alert_notifications.c.status, func.count()).group_by(
-                alert_notifications.c.status
-            )
-        ).all()
+    (row,) = storage.alerts.alerts(DEFAULT_TENANT)
     assert row.state == "resolved" and row.ends_us == T0 + 60 * US
-    assert dict(statuses) == {"firing": 2, "resolved": 2}
+    assert [(n.url, n.status) for n in drain_outbox(storage)] == [
+        ("http://127.0.0.1:9/a", "resolved"),
+        ("http://127.0.0.1:9/b", "resolved"),
+    ]
+    other_server.close()
+    restarted_server.close()
 
 
-def test_a_stored_rule_overrides_the_defaults(engine) -> None:
+def test_a_stored_rule_overrides_the_defaults(storage: Storage) -> None:
     # What PUT /api/v1/alert-rules stores (the API itself is exercised end to end below).
-    with engine.begin() as conn:
-        conn.execute(
-            insert(alert_rules),
-            {"service": "trader", "hot_path": "order", "budget_ns": 2 * MS, "quantile": 0.5,
-             "enabled": True, "updated_us": 0},
-        )  # fmt: skip
-    store, evaluator = Store(engine), AlertEvaluator(engine, alert_settings())
+    rule = StoredRule(DEFAULT_TENANT, "trader", "order", quantile=0.5, budget_ns=2 * MS)
+    storage.alerts.put_rule(rule, now_us=0)
+    evaluator = AlertEvaluator(storage.alerts, alert_settings())
     evaluator.evaluate(T0)
     for i in range(3):  # p50 of 5 ms: within the shipped 100 ms, over the rule's 2 ms
-        store.ingest(window("trader", T0 + i * 10 * US, calls(5, times=20)))
+        ingest(storage, window("trader", T0 + i * 10 * US, calls(5, times=20)))
     evaluator.evaluate(T0 + 30 * US)
-    with engine.connect() as conn:
-        (row,) = conn.execute(select(alerts)).all()
+    (row,) = storage.alerts.alerts(DEFAULT_TENANT)
     assert row.budget_ns == 2 * MS and row.quantile == 0.5
 
 
@@ -354,18 +363,17 @@ def test_breach_notifies_a_real_receiver_once_even_after_it_was_down_then_resolv
 @pytest.mark.browser
 def test_the_alerts_page_lists_alerts_and_links_to_the_service(browser, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hotpath.db'}"
-    engine = make_engine(db)
-    upgrade(engine)
-    store, evaluator = Store(engine), AlertEvaluator(engine, alert_settings())
+    storage = open_storage(db)
+    evaluator = AlertEvaluator(storage.alerts, alert_settings())
     evaluator.evaluate(T0)
     for service in ("trader", "quoter"):
         for i in range(3):
-            store.ingest(window(service, T0 + i * 10 * US, calls(250, times=20)))
+            ingest(storage, window(service, T0 + i * 10 * US, calls(250, times=20)))
     evaluator.evaluate(T0 + 30 * US)  # both fire
     for t in (40, 50, 60):  # trader keeps breaching, quoter goes quiet and resolves
-        store.ingest(window("trader", T0 + (t - 10) * US, calls(250, times=20)))
+        ingest(storage, window("trader", T0 + (t - 10) * US, calls(250, times=20)))
         evaluator.evaluate(T0 + t * US)
-    engine.dispose()
+    storage.close()
     server = start_server(db, tmp_path / "server", env={"HOTPATH_ALERT_ENABLED": "false"})
     try:
         page = browser.new_page()

@@ -119,7 +119,10 @@ def test_speedscope_export_carries_the_stacks(server) -> None:
         doc = export(client, format="speedscope").json()
     names = [f["name"] for f in doc["shared"]["frames"]]
     assert names == ["main", "risk_check"]
-    assert doc["profiles"][0]["samples"] == [[0, 1]] and doc["profiles"][0]["weights"] == [3]
+    # A cpu profile exports in time: 3 samples at 100 Hz are 30 ms.
+    assert doc["profiles"][0]["samples"] == [[0, 1]]
+    assert doc["profiles"][0]["unit"] == "nanoseconds"
+    assert doc["profiles"][0]["weights"] == [30_000_000]
 
 
 def _bad_bodies() -> list[tuple[str, bytes, dict[str, str], int, str]]:
@@ -202,8 +205,10 @@ def test_pyroscope_ingest_stores_folded_stacks_with_labels(server) -> None:
         )
         bad = client.post("/ingest", params=params, content=b"main;handle seven\n")
         assert bad.status_code == 422 and "line 1" in bad.json()["detail"]
-        pprof = client.post("/ingest", params={**params, "format": "pprof"}, content=b"x")
-        assert pprof.status_code == 415
+        jfr = client.post("/ingest", params={**params, "format": "jfr"}, content=b"x")
+        assert jfr.status_code == 415 and "folded" in jfr.json()["detail"]
+        not_pprof = client.post("/ingest", params={**params, "format": "pprof"}, content=b"x")
+        assert not_pprof.status_code == 422 and "pprof" in not_pprof.json()["detail"]
 
 
 def test_export_errors_are_clear(sqlite_server) -> None:

@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram, merge_all
-from hotpath.profiler.model import Profile
+from hotpath.profiler.model import CPU, Profile
+from hotpath.server.storage.profiles import DEFAULT_TENANT, Piece, Retention, Selection
 from hotpath.server.storage.sql import retention, rollups
 from hotpath.server.storage.sql.database import make_engine, upgrade
-from hotpath.server.storage.sql.profiles import Retention, Store
+from hotpath.server.storage.sql.profiles import SqlProfileStore
 from hotpath.server.storage.sql.tables import windows
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ NAMES = ("order_execution", "quote")
 def store(db_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(db_url)
     upgrade(engine)
-    yield Store(engine)
+    yield SqlProfileStore(engine)
     engine.dispose()
 
 
@@ -80,11 +81,19 @@ def truth(
     return {name: merge_all(hs) for name, hs in parts.items()}
 
 
-def answer(store: Store, start: datetime, end: datetime, host: str | None = None):  # type: ignore[no-untyped-def]
+def chosen(start: datetime, end: datetime, labels: dict[str, str] | None = None) -> Selection:
+    return Selection(DEFAULT_TENANT, "svc", CPU, start, end, labels or {})
+
+
+def ingest(store: SqlProfileStore, w: wire.Window) -> None:
+    store.put(Piece.from_window(w, DEFAULT_TENANT))
+
+
+def answer(store: SqlProfileStore, start: datetime, end: datetime, host: str | None = None):  # type: ignore[no-untyped-def]
     labels = {"host": host} if host else None
     return {
         name: h
-        for name, (_budget, h) in store.hot_path_histograms("svc", start, end, labels).items()
+        for name, (_budget, h) in store.hot_path_histograms(chosen(start, end, labels)).items()
     }
 
 
@@ -103,13 +112,15 @@ def random_ranges(rng: random.Random, n: int) -> list[tuple[datetime, datetime]]
     return ranges
 
 
-def test_hours_answer_exactly_what_raw_rows_would_before_during_and_after(store: Store) -> None:
+def test_hours_answer_exactly_what_raw_rows_would_before_during_and_after(
+    store: SqlProfileStore,
+) -> None:
     rng = random.Random(5)
     sent = []
     for i in range(0, 30 * 3600, 600):  # every 10 minutes for 30 hours, two hosts
         for host in ("a", "b"):
             w, shipped = window(rng, T0 + timedelta(seconds=i + rng.randint(0, 500)), host)
-            store.ingest(w)
+            ingest(store, w)
             sent.append((w, shipped))
     ranges = random_ranges(rng, 12)
     for start, end in ranges:  # nothing rolled up: raw rows only
@@ -122,7 +133,7 @@ def test_hours_answer_exactly_what_raw_rows_would_before_during_and_after(store:
         pass
     # A late window lands in an hour that is already built: counted at once, merged later.
     late, shipped = window(rng, T0 + timedelta(hours=3, minutes=7), "a")
-    store.ingest(late)
+    ingest(store, late)
     sent.append((late, shipped))
     for start, end in ranges:
         assert same(answer(store, start, end), truth(sent, start, end))
@@ -131,35 +142,35 @@ def test_hours_answer_exactly_what_raw_rows_would_before_during_and_after(store:
         pass
     for start, end in ranges:
         assert same(answer(store, start, end), truth(sent, start, end))
-    functions = store.hot_path_functions("svc", T0, NOW)
+    functions = store.hot_path_functions(chosen(T0, NOW))
     assert functions == {name: f"{name} (app/{name}.py)" for name in NAMES}
 
 
-def test_latency_history_outlives_raw_windows(store: Store) -> None:
+def test_latency_history_outlives_raw_windows(store: SqlProfileStore) -> None:
     rng = random.Random(9)
     sent = []
     for i in range(0, 6 * 3600, 300):
         w, shipped = window(rng, T0 + timedelta(seconds=i), "a")
-        store.ingest(w)
+        ingest(store, w)
         sent.append((w, shipped))
     while rollups.roll_up(store.engine, batch=500):
         pass
     store.retention = Retention(raw=timedelta(hours=1))
     assert retention.enforce(store.engine, store.retention, now=NOW) > 0
-    assert store.sample_count("svc", T0, NOW) == 0  # the raw windows are gone...
+    assert store.sample_count(chosen(T0, NOW)) == 0  # the raw windows are gone...
     start, end = T0, T0 + timedelta(hours=6)
     assert same(answer(store, start, end), truth(sent, start, end))  # ...their latency is not
-    hourly = store.hot_path_timeline("svc", "quote", start, end, step_s=3600)
+    hourly = store.hot_path_timeline(chosen(start, end), "quote", step_s=3600)
     assert len(hourly) == 6
     expected = truth(sent, T0 + timedelta(hours=2), T0 + timedelta(hours=3))["quote"]
     assert hourly[2][1].count == expected.count
-    assert store.hot_path_timeline("svc", "quote", start, end, step_s=600) == []
+    assert store.hot_path_timeline(chosen(start, end), "quote", step_s=600) == []
 
 
-def test_a_window_whose_calls_are_not_in_their_hour_yet_is_kept(store: Store) -> None:
+def test_a_window_whose_calls_are_not_in_their_hour_yet_is_kept(store: SqlProfileStore) -> None:
     rng = random.Random(2)
     w, shipped = window(rng, T0, "a", every=True)
-    store.ingest(w)
+    ingest(store, w)
     with store.engine.begin() as conn:  # its stacks rolled up, its hot-path rows not yet
         conn.execute(windows.update().values(rolled_up=True))
     store.retention = Retention(raw=timedelta(hours=1))

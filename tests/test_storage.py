@@ -14,10 +14,18 @@ from sqlalchemy import func, select
 
 from hotpath.profiler.formats import collapsed
 from hotpath.profiler.formats import window as wire
+from hotpath.profiler.model import CPU
+from hotpath.server.storage.profiles import (
+    DEFAULT_TENANT,
+    Piece,
+    Retention,
+    Selection,
+    UnknownService,
+)
 from hotpath.server.storage.sql import pairs as pairs_codec
 from hotpath.server.storage.sql import retention, rollups
 from hotpath.server.storage.sql.database import make_engine, upgrade
-from hotpath.server.storage.sql.profiles import Retention, Store, UnknownService, to_us
+from hotpath.server.storage.sql.profiles import SqlProfileStore
 from hotpath.server.storage.sql.tables import (
     frames,
     series_rollups,
@@ -25,7 +33,16 @@ from hotpath.server.storage.sql.tables import (
     stacks,
     windows,
 )
-from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE, RAW, Availability, Segment, plan
+from hotpath.server.storage.sql.timeplan import (
+    DAY,
+    HOUR,
+    MINUTE,
+    RAW,
+    Availability,
+    Segment,
+    plan,
+    to_us,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FUNCS = [f"fn{i} (app/mod{i % 7}.py:{10 * i})" for i in range(40)]
@@ -35,7 +52,7 @@ FUNCS = [f"fn{i} (app/mod{i % 7}.py:{10 * i})" for i in range(40)]
 def store(db_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(db_url)
     upgrade(engine)
-    yield Store(engine)
+    yield SqlProfileStore(engine)
     engine.dispose()
 
 
@@ -78,31 +95,41 @@ def expected(
     return total
 
 
-def roll_everything(store: Store) -> None:
+def chosen(
+    start: datetime, end: datetime, labels: dict[str, str] | None = None, service: str = "svc"
+) -> Selection:
+    return Selection(DEFAULT_TENANT, service, CPU, start, end, labels or {})
+
+
+def ingest(store: SqlProfileStore, window: wire.Window):  # type: ignore[no-untyped-def]
+    return store.put(Piece.from_window(window, DEFAULT_TENANT))
+
+
+def roll_everything(store: SqlProfileStore) -> None:
     while rollups.roll_up(store.engine, batch=200):
         pass
 
 
-def test_the_same_stack_is_stored_once_across_windows_and_series(store: Store) -> None:
+def test_the_same_stack_is_stored_once_across_windows_and_series(store: SqlProfileStore) -> None:
     stacks_ = {"main;a;b": 3, "main;a;c": 2}
     for pid in ("1", "2", "3"):
-        store.ingest(window_of(stacks_, NOW - timedelta(minutes=5), {"pid": pid}))
-        store.ingest(window_of(stacks_, NOW - timedelta(minutes=4), {"pid": pid}))
+        ingest(store, window_of(stacks_, NOW - timedelta(minutes=5), {"pid": pid}))
+        ingest(store, window_of(stacks_, NOW - timedelta(minutes=4), {"pid": pid}))
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(stacks)).scalar() == 2
         assert conn.execute(select(func.count()).select_from(frames)).scalar() == 4
         assert conn.execute(select(func.count()).select_from(windows)).scalar() == 6
-    assert store.profile("svc", NOW - timedelta(hours=1), NOW).total == 30
+    assert store.profile(chosen(NOW - timedelta(hours=1), NOW)).total == 30
 
 
-def test_a_retried_window_is_stored_once(store: Store) -> None:
+def test_a_retried_window_is_stored_once(store: SqlProfileStore) -> None:
     window = window_of({"main;a": 5}, NOW - timedelta(minutes=1), {})
-    assert not store.ingest(window).duplicate
-    assert store.ingest(window).duplicate
-    assert store.profile("svc", NOW - timedelta(hours=1), NOW).total == 5
+    assert not ingest(store, window).duplicate
+    assert ingest(store, window).duplicate
+    assert store.profile(chosen(NOW - timedelta(hours=1), NOW)).total == 5
 
 
-def test_rollups_answer_exactly_what_raw_windows_would(store: Store) -> None:
+def test_rollups_answer_exactly_what_raw_windows_would(store: SqlProfileStore) -> None:
     """Random windows over three days, random ranges and label filters, before and after
     rolling up (minutes, then hours and days): always the brute-force answer."""
     rng = random.Random(11)
@@ -111,7 +138,7 @@ def test_rollups_answer_exactly_what_raw_windows_would(store: Store) -> None:
         start = NOW - timedelta(seconds=rng.randint(0, 3 * 86400))
         labels = {"pid": str(rng.randint(1, 3)), "version": rng.choice(["1.0", "2.0"])}
         window = window_of(random_stacks(rng, rng.randint(1, 6)), start, labels)
-        store.ingest(window)
+        ingest(store, window)
         sent.append(window)
     ranges = [(NOW - timedelta(seconds=rng.randint(60, 3 * 86400 + 600)), None) for _ in range(12)]
     ranges = [(a, a + timedelta(seconds=rng.randint(30, 2 * 86400))) for a, _ in ranges]
@@ -121,14 +148,14 @@ def test_rollups_answer_exactly_what_raw_windows_would(store: Store) -> None:
     def check(stage: str) -> None:
         for start, end in ranges:
             for labels in filters:
-                got = store.profile("svc", start, end, labels)
+                got = store.profile(chosen(start, end, labels))
                 assert got.samples == expected(sent, start, end, labels), (
                     stage,
                     start,
                     end,
                     labels,
                 )
-                assert store.sample_count("svc", start, end, labels) == got.total
+                assert store.sample_count(chosen(start, end, labels)) == got.total
 
     check("raw")
     roll_everything(store)  # minutes are built; hours and days wait for rollup_progress
@@ -158,14 +185,14 @@ def test_rollups_answer_exactly_what_raw_windows_would(store: Store) -> None:
     for _ in range(20):
         start = NOW - timedelta(seconds=rng.randint(86400, 3 * 86400))
         late = window_of(random_stacks(rng, 3), start, {"pid": "9", "version": "2.0"})
-        store.ingest(late)
+        ingest(store, late)
         sent.append(late)
     check("late, not rolled yet")
     roll_everything(store)
     check("late, rolled up")
 
 
-def test_queries_read_rollups_not_every_window(store: Store) -> None:
+def test_queries_read_rollups_not_every_window(store: SqlProfileStore) -> None:
     """Two days of windows: the 24 h query reads a few dozen rows, not 17,280 windows."""
     stacks_ = {"main;a;b": 600, "main;c": 400}
     start = (NOW - timedelta(days=2)).replace(minute=0, second=0)
@@ -174,7 +201,7 @@ def test_queries_read_rollups_not_every_window(store: Store) -> None:
         for m in range(0, 2 * 24 * 60, 1)
     ]
     for window in batch:
-        store.ingest(window)
+        ingest(store, window)
     roll_everything(store)
     with store.engine.connect() as conn:
         segments = plan(to_us(NOW - timedelta(hours=24)), to_us(NOW), store.availability(conn))
@@ -182,11 +209,11 @@ def test_queries_read_rollups_not_every_window(store: Store) -> None:
         (s.end_us - s.start_us) // (s.resolution_s * 1_000_000) for s in segments if s.resolution_s
     )
     assert pieces < 24 + 2 * 60, segments
-    got = store.profile("svc", NOW - timedelta(hours=24), NOW)
+    got = store.profile(chosen(NOW - timedelta(hours=24), NOW))
     assert got.total == 1000 * len([w for w in batch if w.start >= NOW - timedelta(hours=24)])
 
 
-def test_retention_expires_each_level_and_queries_fall_back(store: Store) -> None:
+def test_retention_expires_each_level_and_queries_fall_back(store: SqlProfileStore) -> None:
     store.retention = Retention(
         raw=timedelta(days=1),
         minute=timedelta(days=2),
@@ -195,7 +222,7 @@ def test_retention_expires_each_level_and_queries_fall_back(store: Store) -> Non
     )
     old = NOW - timedelta(days=3, hours=5)
     for start in (old, NOW - timedelta(hours=36), NOW - timedelta(hours=1)):
-        store.ingest(window_of({"main;a": 10}, start, {"pid": "1"}))
+        ingest(store, window_of({"main;a": 10}, start, {"pid": "1"}))
     roll_everything(store)
     deleted = retention.enforce(store.engine, store.retention)
     assert deleted > 0
@@ -209,21 +236,21 @@ def test_retention_expires_each_level_and_queries_fall_back(store: Store) -> Non
         ).scalar()
         assert minutes >= to_us(NOW - timedelta(days=2))
     # The 3-day-old window is still in its hour and day buckets: a week's query sees all.
-    assert store.profile("svc", NOW - timedelta(days=7), NOW).total == 30
+    assert store.profile(chosen(NOW - timedelta(days=7), NOW)).total == 30
     assert retention.enforce(store.engine, store.retention) == 0
 
 
-def test_unrolled_windows_are_never_expired(store: Store) -> None:
+def test_unrolled_windows_are_never_expired(store: SqlProfileStore) -> None:
     store.retention = Retention(raw=timedelta(hours=1))
-    store.ingest(window_of({"main;a": 10}, NOW - timedelta(hours=5), {}))
+    ingest(store, window_of({"main;a": 10}, NOW - timedelta(hours=5), {}))
     retention.enforce(store.engine, store.retention)
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(windows)).scalar() == 1
 
 
-def test_unknown_service(store: Store) -> None:
+def test_unknown_service(store: SqlProfileStore) -> None:
     with pytest.raises(UnknownService):
-        store.profile("nope", NOW - timedelta(hours=1), NOW)
+        store.profile(chosen(NOW - timedelta(hours=1), NOW, service="nope"))
 
 
 # -- the planner, pure ----------------------------------------------------------------------

@@ -1,12 +1,11 @@
-"""Pyroscope's HTTP ingest, `POST /ingest?name=APP{k=v,...}&format=folded`: the parts that are
-a format (the application name with its labels, and the folded body) rather than HTTP."""
+"""Pyroscope's HTTP ingest, `POST /ingest?name=APP{k=v,...}&format=folded|pprof`: the
+application name with its labels. The bodies are the registry's collapsed and pprof formats."""
 
 from __future__ import annotations
 
 import re
 
-from hotpath.profiler.formats import FormatError, collapsed
-from hotpath.profiler.model import Profile
+from hotpath.profiler.formats import FormatError
 
 _NAME = re.compile(r"^(?P<app>[^{}]+?)(?:\{(?P<labels>[^{}]*)\})?$")
 
@@ -25,9 +24,3 @@ def parse_app_name(name: str) -> tuple[str, dict[str, str]]:
             raise FormatError(f"label {part!r} in {name!r} is not key=value")
         labels[key.strip()] = value.strip()
     return match["app"].strip(), labels
-
-
-def loads_folded(body: str, sample_rate_hz: float) -> Profile:
-    profile = collapsed.loads(body)
-    profile.sample_rate_hz = sample_rate_hz
-    return profile

@@ -9,7 +9,10 @@
    resolution at which the server stores counts, so the sample count shown for a selection
    is the sum of the buckets it covers: exact, with no extra request.
 
-   URL parameters: from/until (the selected range, the same as the server's), view_from and
+   Everything is of the page's profile type (data-type: cpu, wall, alloc_bytes...): the
+   timeline, the flame graph and the compare link all carry type=, so two types never mix.
+
+   URL parameters: type, from/until (the selected range, the same as the server's), view_from and
    view_until (the timeline's own span, which stays when a range is selected), cmp_from and
    cmp_until (the second range), by (a label key: one line per value). */
 "use strict";
@@ -74,6 +77,8 @@
   const params = new URLSearchParams(location.search);
   const service = root.dataset.service;
   const labels = JSON.parse(root.dataset.labels || "[]");
+  const type = root.dataset.type || "cpu";
+  const unit = root.dataset.unit || "samples";
   const state = {
     selected: [Number(root.dataset.startMs), Number(root.dataset.endMs)],
     second: null,
@@ -114,7 +119,7 @@
   }
 
   async function load() {
-    const query = new URLSearchParams([["service", service], ["from", iso(state.view[0])], ["until", iso(state.view[1])], ...labelQuery()]);
+    const query = new URLSearchParams([["service", service], ["type", type], ["from", iso(state.view[0])], ["until", iso(state.view[1])], ...labelQuery()]);
     if (state.by) query.set("by", state.by);
     const request = ++state.request;
     el.status.textContent = "Loading…";
@@ -335,12 +340,12 @@
   });
 
   function profileQuery([a, b], format) {
-    return new URLSearchParams([["service", service], ["from", iso(a)], ["until", iso(b)], ...labelQuery(), ["format", format]]);
+    return new URLSearchParams([["service", service], ["type", type], ["from", iso(a)], ["until", iso(b)], ...labelQuery(), ["format", format]]);
   }
 
   /* The same viewer URL as pages.py builds, for another range. */
   function viewerUrl(range) {
-    const title = `${service} · ${hhmm(new Date(range[0]))}-${hhmm(new Date(range[1]))} UTC`;
+    const title = `${service} · ${type} · ${hhmm(new Date(range[0]))}-${hhmm(new Date(range[1]))} UTC`;
     const profile = `/api/v1/profile?${profileQuery(range, "speedscope")}`;
     return `/speedscope/index.html#profileURL=${encodeURIComponent(profile)}&title=${encodeURIComponent(title)}&view=left-heavy`;
   }
@@ -350,7 +355,7 @@
     el.rangeText.textContent = rangeText(range);
     for (const preset of document.querySelectorAll("nav.ranges a.active")) preset.classList.remove("active");
     const samples = samplesIn(range);
-    el.samples.textContent = `${numberFormat.format(samples)} samples`;
+    el.samples.textContent = `${numberFormat.format(samples)} ${unit}`;
     el.collapsed.href = `/api/v1/profile?${profileQuery(range, "collapsed")}`;
     const iframe = document.getElementById("flamegraph");
     if (iframe) {
@@ -385,6 +390,7 @@
     el.compareBase.textContent = shortRange(state.selected);
     el.compareHead.textContent = shortRange(state.second);
     const query = new URLSearchParams([
+      ["type", type],
       ["base_from", iso(state.selected[0])],
       ["base_until", iso(state.selected[1])],
       ...labels.map((pair) => ["base_label", pair]),
@@ -396,7 +402,7 @@
   }
 
   function syncUrl() {
-    const query = new URLSearchParams([["from", iso(state.selected[0])], ["until", iso(state.selected[1])], ...labelQuery()]);
+    const query = new URLSearchParams([["type", type], ["from", iso(state.selected[0])], ["until", iso(state.selected[1])], ...labelQuery()]);
     query.set("view_from", iso(state.view[0]));
     query.set("view_until", iso(state.view[1]));
     if (state.second) {

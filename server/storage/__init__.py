@@ -8,17 +8,23 @@ dialects. The contracts are in `profiles` (profiles and hot paths), `alerts`, `b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hotpath.server.storage.alerts import AlertStore
+    from hotpath.server.storage.bench import BenchStore
+    from hotpath.server.storage.profiles import ProfileStore
+    from hotpath.server.storage.upkeep import Upkeep
 
 
 @dataclass
 class Storage:
     """Everything the server keeps, one contract per concern."""
 
-    profiles: Any  # ProfileStore (server/storage/profiles.py)
-    alerts: Any = None  # AlertStore (server/storage/alerts.py)
-    bench: Any = None  # BenchStore (server/storage/bench.py)
-    upkeep: Any = None  # Upkeep: roll-ups, retention, health (server/storage/upkeep.py)
+    profiles: ProfileStore  # profiles and hot paths (server/storage/profiles.py)
+    alerts: AlertStore  # rules, evaluation, the webhook outbox (server/storage/alerts.py)
+    bench: BenchStore  # benchmark runs for the gate (server/storage/bench.py)
+    upkeep: Upkeep  # roll-ups, retention, health (server/storage/upkeep.py)
 
     def close(self) -> None:
         for part in (self.profiles, self.alerts, self.bench, self.upkeep):

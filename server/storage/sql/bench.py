@@ -1,9 +1,9 @@
-"""Storing benchmark runs (`hotpath gate` uploads) and reading their history back.
+"""The SQL benchmark-run store (`server/storage/bench.py` is its contract).
 
 A run is written in one transaction or not at all: the uploaded bytes, zstd-compressed, and
 one row of summary statistics per benchmark, which the history charts and change-point
-detection read without decompressing anything. The sha256 of the bytes is unique per project
-and branch, so uploading the same file again returns the run already stored, even when two
+detection read without decompressing anything. The sha256 of the bytes is unique per tenant,
+project and branch, so uploading the same file again returns the run already stored, even when two
 servers receive it at once.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import zstandard
@@ -20,69 +19,16 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hotpath.profiler.formats.pytest_benchmark import BenchRun
+from hotpath.server.storage.bench import (
+    Point,
+    ProfileSeries,
+    ProjectSummary,
+    RunMeta,
+    StoredRun,
+)
+from hotpath.server.storage.errors import UnknownRun
 from hotpath.server.storage.sql.database import read_snapshot, write_transaction
 from hotpath.server.storage.sql.tables import bench_results, bench_runs, series, services
-
-STATS = ("min", "median", "mean")
-
-
-class UnknownRun(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class RunMeta:
-    id: int
-    project: str
-    branch: str
-    commit: str | None
-    run_time: datetime
-    uploaded: datetime
-    source: str
-    machine: str | None
-    benchmarks: int
-    raw_size: int
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    meta: RunMeta
-    created: bool  # False: the same bytes were already stored for this project and branch
-
-
-@dataclass(frozen=True)
-class ProjectSummary:
-    name: str
-    branches: list[str]
-    runs: int
-    last_upload: datetime
-
-
-@dataclass(frozen=True)
-class Point:
-    """One benchmark in one run; times in seconds."""
-
-    run_id: int
-    run_time: datetime
-    commit: str | None
-    fullname: str
-    min: float
-    median: float
-    mean: float
-    stddev: float
-    rounds: int
-
-    def stat(self, name: str) -> float:
-        return float(getattr(self, name))
-
-
-@dataclass(frozen=True)
-class ProfileSeries:
-    """A benchmark profile uploaded by `hotpath gate --profile` (a series of its service)."""
-
-    labels: dict[str, str]
-    first_seen: datetime
-    last_seen: datetime
 
 
 def _to_us(moment: datetime) -> int:
@@ -93,21 +39,30 @@ def _from_us(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
-class BenchStore:
+class SqlBenchStore:
+    """`BenchStore` on SQLite or PostgreSQL."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     # -- writing ------------------------------------------------------------------------------
 
     def add_run(
-        self, project: str, branch: str, commit: str | None, data: bytes, run: BenchRun
+        self,
+        tenant: str,
+        project: str,
+        branch: str,
+        commit: str | None,
+        data: bytes,
+        run: BenchRun,
     ) -> StoredRun:
         digest = hashlib.sha256(data).digest()
-        existing = self._by_digest(project, branch, digest)
+        existing = self._by_digest(tenant, project, branch, digest)
         if existing is not None:
             return StoredRun(existing, created=False)
         now = datetime.now(UTC)
         row = {
+            "tenant": tenant,
             "project": project,
             "branch": branch,
             "commit_id": commit or run.commit_id(),
@@ -128,42 +83,44 @@ class BenchStore:
                 conn.execute(insert(bench_results), list(_result_rows(run_id, run)))
         except IntegrityError:
             # Lost a race with a concurrent upload of the same bytes: that copy is the one kept.
-            existing = self._by_digest(project, branch, digest)
+            existing = self._by_digest(tenant, project, branch, digest)
             if existing is None:
                 raise
             return StoredRun(existing, created=False)
-        return StoredRun(self.run(run_id), created=True)
+        return StoredRun(self.run(tenant, run_id), created=True)
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _by_digest(self, project: str, branch: str, digest: bytes) -> RunMeta | None:
+    def _by_digest(self, tenant: str, project: str, branch: str, digest: bytes) -> RunMeta | None:
         with read_snapshot(self.engine) as conn:
             row = conn.execute(
                 _meta_query().where(
-                    bench_runs.c.project == project,
-                    bench_runs.c.branch == branch,
-                    bench_runs.c.digest == digest,
+                    *_branch_of(tenant, project, branch), bench_runs.c.digest == digest
                 )
             ).one_or_none()
         return _meta(row) if row else None
 
-    def run(self, run_id: int) -> RunMeta:
+    def run(self, tenant: str, run_id: int) -> RunMeta:
         with read_snapshot(self.engine) as conn:
-            row = conn.execute(_meta_query().where(bench_runs.c.id == run_id)).one_or_none()
+            row = conn.execute(
+                _meta_query().where(bench_runs.c.tenant == tenant, bench_runs.c.id == run_id)
+            ).one_or_none()
         if row is None:
             raise UnknownRun(run_id)
         return _meta(row)
 
-    def raw(self, run_id: int) -> bytes:
+    def raw(self, tenant: str, run_id: int) -> bytes:
         with read_snapshot(self.engine) as conn:
             blob = conn.execute(
-                select(bench_runs.c.raw_zstd).where(bench_runs.c.id == run_id)
+                select(bench_runs.c.raw_zstd).where(
+                    bench_runs.c.tenant == tenant, bench_runs.c.id == run_id
+                )
             ).scalar_one_or_none()
         if blob is None:
             raise UnknownRun(run_id)
         return zstandard.ZstdDecompressor().decompress(blob)
 
-    def projects(self) -> list[ProjectSummary]:
+    def projects(self, tenant: str) -> list[ProjectSummary]:
         with read_snapshot(self.engine) as conn:
             rows = conn.execute(
                 select(
@@ -172,6 +129,7 @@ class BenchStore:
                     func.count(),
                     func.max(bench_runs.c.uploaded_us),
                 )
+                .where(bench_runs.c.tenant == tenant)
                 .group_by(bench_runs.c.project, bench_runs.c.branch)
                 .order_by(bench_runs.c.project, bench_runs.c.branch)
             ).all()
@@ -184,22 +142,23 @@ class BenchStore:
             for name, (branches, runs, last) in by_project.items()
         ]
 
-    def branches(self, project: str) -> list[str]:
+    def branches(self, tenant: str, project: str) -> list[str]:
         with read_snapshot(self.engine) as conn:
             return list(
                 conn.execute(
                     select(bench_runs.c.branch)
-                    .where(bench_runs.c.project == project)
+                    .where(bench_runs.c.tenant == tenant, bench_runs.c.project == project)
                     .distinct()
                     .order_by(bench_runs.c.branch)
                 ).scalars()
             )
 
-    def runs(self, project: str, branch: str, limit: int | None = None) -> list[RunMeta]:
-        """The newest `limit` runs of a branch, oldest first."""
+    def runs(
+        self, tenant: str, project: str, branch: str, limit: int | None = None
+    ) -> list[RunMeta]:
         query = (
             _meta_query()
-            .where(bench_runs.c.project == project, bench_runs.c.branch == branch)
+            .where(*_branch_of(tenant, project, branch))
             .order_by(bench_runs.c.run_us.desc(), bench_runs.c.id.desc())
         )
         if limit is not None:
@@ -209,12 +168,15 @@ class BenchStore:
         return [_meta(row) for row in reversed(rows)]
 
     def history(
-        self, project: str, branch: str, fullname: str | None = None, limit: int | None = None
+        self,
+        tenant: str,
+        project: str,
+        branch: str,
+        fullname: str | None = None,
+        limit: int | None = None,
     ) -> list[Point]:
-        """Points of one benchmark (or of all when `fullname` is None) over the newest `limit`
-        runs of a branch, oldest first."""
         with read_snapshot(self.engine) as conn:
-            run_ids = _newest_run_ids(conn, project, branch, limit)
+            run_ids = _newest_run_ids(conn, tenant, project, branch, limit)
             if not run_ids:
                 return []
             query = (
@@ -238,14 +200,14 @@ class BenchStore:
             rows = conn.execute(query).all()
         return [Point(r[0], _from_us(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
 
-    def profiles(self, service: str, benchmark: str | None = None) -> list[ProfileSeries]:
-        """The profiles `hotpath gate --profile` uploaded for a project's benchmarks: the
-        series of its service, with their labels."""
+    def profiles(
+        self, tenant: str, service: str, benchmark: str | None = None
+    ) -> list[ProfileSeries]:
         with read_snapshot(self.engine) as conn:
             rows = conn.execute(
                 select(series.c.labels, series.c.first_seen_us, series.c.last_seen_us)
                 .join(services, services.c.id == series.c.service_id)
-                .where(services.c.name == service)
+                .where(services.c.tenant == tenant, services.c.name == service)
                 .order_by(series.c.first_seen_us)
             ).all()
         found = []
@@ -256,10 +218,20 @@ class BenchStore:
         return found
 
 
-def _newest_run_ids(conn: Connection, project: str, branch: str, limit: int | None) -> list[int]:
+def _branch_of(tenant: str, project: str, branch: str) -> tuple:  # type: ignore[type-arg]
+    return (
+        bench_runs.c.tenant == tenant,
+        bench_runs.c.project == project,
+        bench_runs.c.branch == branch,
+    )
+
+
+def _newest_run_ids(
+    conn: Connection, tenant: str, project: str, branch: str, limit: int | None
+) -> list[int]:
     query = (
         select(bench_runs.c.id)
-        .where(bench_runs.c.project == project, bench_runs.c.branch == branch)
+        .where(*_branch_of(tenant, project, branch))
         .order_by(bench_runs.c.run_us.desc(), bench_runs.c.id.desc())
     )
     if limit is not None:

@@ -9,7 +9,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from hotpath.server.storage.errors import StorageUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works: it only has to be the same for every hotpath server on one database.
@@ -24,6 +27,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "handle_error", _unavailable)
         return engine
     # Timeouts and keepalives so a database that stops answering gives 503s within seconds
     # instead of requests that hang for minutes.
@@ -35,9 +39,21 @@ def make_engine(url: str) -> Engine:
         "keepalives_count": 3,
         "options": "-c statement_timeout=60000",
     }
-    return create_engine(
+    engine = create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
     )
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+def _unavailable(context: ExceptionContext) -> StorageUnavailable | None:
+    """The database went away, refused us or stayed locked: the storage's own
+    `StorageUnavailable` for callers outside this package (the pool has already invalidated
+    a lost connection when this runs). A failed pre-ping is left alone: the pool reconnects."""
+    error = context.sqlalchemy_exception
+    if context.is_pre_ping or not isinstance(error, OperationalError | InterfaceError):
+        return None
+    return StorageUnavailable(str(getattr(error, "orig", None) or error))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -81,10 +97,26 @@ def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration; safe when several servers start at once."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # SQLite changes a table's constraints by copying it and dropping the old one; with
+            # foreign keys on, that drop would delete (cascade) the rows that refer to it. The
+            # pragma only works outside a transaction: on the driver's connection, which is
+            # in autocommit mode (see _sqlite_pragmas).
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                    )
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"a migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ this runs), rows are merged as they arrive: each run takes the rows not rolled u
 into their (series, hot path, hour) row, and marks them. A late row (an agent's spool replayed
 hours later) is merged into its hour the same way. Queries read an hour row for every whole
 hour of a range plus the raw rows at the edges and any row not rolled up yet, so answers are
-exact at any moment (`server.store.Store.hot_path_histograms`).
+exact at any moment (`hotpath_reads.py`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, exists, select
 
+from hotpath.server.storage.profiles import Retention
 from hotpath.server.storage.sql.database import write_transaction
-from hotpath.server.storage.sql.profiles import Retention, to_us
 from hotpath.server.storage.sql.tables import (
     hot_path_calls,
     hot_path_hours,
@@ -20,7 +20,7 @@ from hotpath.server.storage.sql.tables import (
     service_rollups,
     windows,
 )
-from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE
+from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE, to_us
 
 BATCH = 5_000
 

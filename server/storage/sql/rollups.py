@@ -1,4 +1,4 @@
-"""Rolling windows up into minute, hour and day buckets, per series and per service.
+"""Rolling windows up into minute, hour and day buckets, per series and per (service, type).
 
 Minute buckets follow ingest: each run merges the windows not rolled up yet into them. Hour
 buckets are built from the 60 minute buckets once an hour has closed (plus a grace period
@@ -17,19 +17,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Table, and_, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, or_, select, text, update
 
 from hotpath.server.storage.sql import pairs as pairs_codec
 from hotpath.server.storage.sql.database import write_transaction
 from hotpath.server.storage.sql.hotpath_rollups import roll_up_hot_paths
-from hotpath.server.storage.sql.profiles import from_us, to_us
 from hotpath.server.storage.sql.tables import (
     rollup_progress,
     series_rollups,
     service_rollups,
     windows,
 )
-from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE
+from hotpath.server.storage.sql.timeplan import DAY, HOUR, MINUTE, from_us, to_us
 
 log = logging.getLogger("hotpath.rollups")
 
@@ -37,9 +36,11 @@ _US = 1_000_000
 _LOCK_ID = 0x68707275  # any constant shared by every hotpath server on one database
 GRACE_S = 120  # an hour is built this long after it ends, so that late windows make it in
 BUILT_FROM = {HOUR: MINUTE, DAY: HOUR}
-_OWNERS = ((service_rollups, "service_id"), (series_rollups, "series_id"))
+# The key columns of each rollup's owner: a service's buckets are per profile type (never
+# merged across types), a series has one type.
+_OWNERS = ((service_rollups, ("service_id", "profile_type")), (series_rollups, ("series_id",)))
 
-Key = tuple[int, int, int]  # owner id, resolution, bucket start
+Key = tuple[tuple[object, ...], int, int]  # owner key, resolution, bucket start
 
 
 def roll_up(engine: Engine, *, batch: int = 5_000, now: datetime | None = None) -> int:
@@ -72,6 +73,7 @@ def _roll_windows(conn: Connection, batch: int) -> int:
             windows.c.id,
             windows.c.service_id,
             windows.c.series_id,
+            windows.c.profile_type,
             windows.c.start_us,
             windows.c.sample_count,
             windows.c.pairs,
@@ -88,7 +90,7 @@ def _roll_windows(conn: Connection, batch: int) -> int:
         counts: dict[Key, int] = defaultdict(int)
         for row in rows:
             decoded = pairs_codec.decode(row.pairs)
-            owner_id = getattr(row, owner)
+            owner_id = tuple(getattr(row, column) for column in owner)
             for resolution in (MINUTE, HOUR, DAY):
                 bucket = _bucket(row.start_us, resolution)
                 # Hours and days not built yet are built later from the minutes.
@@ -131,15 +133,18 @@ def _build_closed(conn: Connection, resolution: int, now_us: int) -> None:
         counts: dict[Key, int] = defaultdict(int)
         rows = conn.execute(
             select(
-                getattr(table.c, owner), table.c.bucket_us, table.c.sample_count, table.c.pairs
+                *(getattr(table.c, column) for column in owner),
+                table.c.bucket_us,
+                table.c.sample_count,
+                table.c.pairs,
             ).where(
                 table.c.resolution_s == source,
                 table.c.bucket_us >= built,
                 table.c.bucket_us < closed_until,
             )
         )
-        for owner_id, bucket_us, count, blob in rows:
-            key = (owner_id, resolution, _bucket(bucket_us, resolution))
+        for *owner_id, bucket_us, count, blob in rows:
+            key = (tuple(owner_id), resolution, _bucket(bucket_us, resolution))
             parts[key].append(pairs_codec.decode(blob))
             counts[key] += count
         _merge_into(conn, table, owner, parts, counts)
@@ -150,32 +155,37 @@ def _build_closed(conn: Connection, resolution: int, now_us: int) -> None:
 def _merge_into(
     conn: Connection,
     table: Table,
-    owner: str,
+    owner: tuple[str, ...],
     parts: dict[Key, list[pairs_codec.Pairs]],
     counts: dict[Key, int],
 ) -> None:
     """Add `parts` to the buckets `table` has (read, merge, write back) or create them."""
     if not parts:
         return
-    owner_col = getattr(table.c, owner)
+    owner_cols = [getattr(table.c, column) for column in owner]
+
+    def is_owner(owner_id: tuple[object, ...]) -> ColumnElement[bool]:
+        return and_(*(col == value for col, value in zip(owner_cols, owner_id, strict=True)))
+
+    n = len(owner_cols)
     existing: dict[Key, tuple[int, bytes]] = {}
     for chunk in _chunks(list(parts), 500):
         condition = or_(
             *(
-                and_(owner_col == o, table.c.resolution_s == r, table.c.bucket_us == b)
+                and_(is_owner(o), table.c.resolution_s == r, table.c.bucket_us == b)
                 for o, r, b in chunk
             )
         )
         for row in conn.execute(
             select(
-                owner_col,
+                *owner_cols,
                 table.c.resolution_s,
                 table.c.bucket_us,
                 table.c.sample_count,
                 table.c.pairs,
             ).where(condition)
         ):
-            existing[(row[0], row[1], row[2])] = (row[3], row[4])
+            existing[(tuple(row[:n]), row[n], row[n + 1])] = (row[n + 2], row[n + 3])
     inserts = []
     for key, new_parts in parts.items():
         owner_id, resolution, bucket = key
@@ -185,7 +195,7 @@ def _merge_into(
             conn.execute(
                 update(table)
                 .where(
-                    owner_col == owner_id,
+                    is_owner(owner_id),
                     table.c.resolution_s == resolution,
                     table.c.bucket_us == bucket,
                 )
@@ -194,7 +204,7 @@ def _merge_into(
         else:
             inserts.append(
                 {
-                    owner: owner_id,
+                    **dict(zip(owner, owner_id, strict=True)),
                     "resolution_s": resolution,
                     "bucket_us": bucket,
                     "sample_count": counts[key],

@@ -1,12 +1,15 @@
 """The database schema as SQLAlchemy tables; Alembic migrations create and upgrade it.
 
 See docs/storage.md for the picture. In short: frames and stacks are interned by content
-digest; a series is one label set of one service; a window is (stack id, count) pairs of one
-series; rollups hold the same pairs merged per minute, hour and day, per series and per service.
+digest; a service belongs to one tenant; a series is one profile type and label set of one
+service; a window is (stack id, count) pairs of one series; rollups hold the same pairs merged
+per minute, hour and day, per series and per (service, profile type).
 Times are unix microseconds: portable across SQLite and PostgreSQL and cheap to compare.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -33,7 +36,9 @@ services = Table(
     "services",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(128), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Index("ux_services_tenant_name", "tenant", "name", unique=True),
 )
 
 frames = Table(
@@ -62,11 +67,12 @@ series = Table(
     Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
     Column("digest", LargeBinary(16), nullable=False),
     Column("labels", Text, nullable=False),  # JSON object, for display
-    Column("unit", String(16), nullable=False),
+    # A profile type id (hotpath.profiler.model.PROFILE_TYPES); the digest covers it.
+    Column("profile_type", String(32), nullable=False),
     Column("sample_rate_hz", Float, nullable=False),
     Column("first_seen_us", BigInteger, nullable=False),
     Column("last_seen_us", BigInteger, nullable=False),
-    Column("samples", BigInteger, nullable=False),  # all time, including expired windows
+    Column("samples", BigInteger, nullable=False),  # all-time weight, including expired windows
     Index("ux_series_service_digest", "service_id", "digest", unique=True),
 )
 
@@ -85,23 +91,27 @@ windows = Table(
     Column("id", Id, primary_key=True),
     Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
     Column("series_id", Id, ForeignKey("series.id"), nullable=False),
-    Column("idempotency_key", String(128), nullable=False, unique=True),
+    # The series' type again, so that unfiltered reads of one type use the index below.
+    Column("profile_type", String(32), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
     Column("start_us", BigInteger, nullable=False),
     Column("end_us", BigInteger, nullable=False),
     Column("sample_count", BigInteger, nullable=False),
     Column("rolled_up", Boolean, nullable=False),
     Column("pairs", LargeBinary, nullable=False),
-    Index("ix_windows_service_start", "service_id", "start_us"),
+    # Idempotency keys are the agent's: unique per service (so per tenant), not globally.
+    Index("ux_windows_service_key", "service_id", "idempotency_key", unique=True),
+    Index("ix_windows_service_type_start", "service_id", "profile_type", "start_us"),
     Index("ix_windows_series_start", "series_id", "start_us"),
     Index("ix_windows_rolled_up", "rolled_up", "id"),
 )
 
 
-def _rollup_table(name: str, owner: str, owner_type: Integer | BigInteger, target: str) -> Table:
+def _rollup_table(name: str, owners: list[Column[Any]]) -> Table:
     return Table(
         name,
         metadata,
-        Column(owner, owner_type, ForeignKey(target), primary_key=True),
+        *owners,
         Column("resolution_s", Integer, primary_key=True),
         Column("bucket_us", BigInteger, primary_key=True),
         Column("sample_count", BigInteger, nullable=False),
@@ -109,9 +119,18 @@ def _rollup_table(name: str, owner: str, owner_type: Integer | BigInteger, targe
     )
 
 
-# Per service (unfiltered queries) and per series (label-filtered queries).
-service_rollups = _rollup_table("service_rollups", "service_id", Integer, "services.id")
-series_rollups = _rollup_table("series_rollups", "series_id", Id, "series.id")
+# Per service and type (unfiltered queries) and per series (label-filtered queries; a series
+# has one type).
+service_rollups = _rollup_table(
+    "service_rollups",
+    [
+        Column("service_id", Integer, ForeignKey("services.id"), primary_key=True),
+        Column("profile_type", String(32), primary_key=True),
+    ],
+)
+series_rollups = _rollup_table(
+    "series_rollups", [Column("series_id", Id, ForeignKey("series.id"), primary_key=True)]
+)
 
 # The calls of each hot path in each window: a latency histogram delta (sparse buckets as
 # pairs, see server.pairs) with its exact count, sum and max.
@@ -166,13 +185,18 @@ rollup_progress = Table(
     Column("built_until_us", BigInteger, nullable=False),
 )
 
+# Rows of alerting and benchmark runs written before they carried a tenant belong to the one
+# tenant there was (migration 0008); new rows always name theirs.
+_DEFAULT_TENANT = "default"
+
 # Benchmark runs uploaded by `hotpath gate`: the pytest-benchmark JSON as uploaded
-# (zstd-compressed, digest unique per project and branch so a re-upload is not a duplicate),
+# (zstd-compressed, digest unique per tenant, project and branch: a re-upload is no duplicate),
 # and one row of summary statistics (seconds) per benchmark, which the history charts read.
 bench_runs = Table(
     "bench_runs",
     metadata,
     Column("id", Id, primary_key=True),
+    Column("tenant", String(64), nullable=False, server_default=_DEFAULT_TENANT),
     Column("project", String(128), nullable=False),
     Column("branch", String(255), nullable=False),
     Column("commit_id", String(64), nullable=True),
@@ -184,8 +208,10 @@ bench_runs = Table(
     Column("benchmarks", Integer, nullable=False),
     Column("raw_size", Integer, nullable=False),
     Column("raw_zstd", LargeBinary, nullable=False),
-    Index("ux_bench_runs_project_branch_digest", "project", "branch", "digest", unique=True),
-    Index("ix_bench_runs_project_branch_run", "project", "branch", "run_us"),
+    Index(
+        "ux_bench_runs_tenant_branch_digest", "tenant", "project", "branch", "digest", unique=True
+    ),
+    Index("ix_bench_runs_tenant_branch_run", "tenant", "project", "branch", "run_us"),
 )
 
 bench_results = Table(
@@ -209,12 +235,13 @@ bench_results = Table(
 )
 
 # Hot-path breach alerts (server/alerts.py). Rules override the defaults from settings per
-# (service, hot path); NULL columns keep the default. Names, not ids: a rule may be written
-# before its service has sent anything.
+# (tenant, service, hot path); NULL columns keep the default. Names, not ids: a rule may be
+# written before its service has sent anything.
 alert_rules = Table(
     "alert_rules",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False, server_default=_DEFAULT_TENANT),
     Column("service", String(128), nullable=False),
     Column("hot_path", String(112), nullable=False),
     Column("quantile", Float, nullable=True),
@@ -225,7 +252,7 @@ alert_rules = Table(
     Column("severity", String(32), nullable=True),
     Column("enabled", Boolean, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
-    Index("ux_alert_rules_service_hot_path", "service", "hot_path", unique=True),
+    Index("ux_alert_rules_tenant_hot_path", "tenant", "service", "hot_path", unique=True),
 )
 
 # One row per firing episode; the rule as it was when it fired is kept with it.
@@ -233,6 +260,7 @@ alerts = Table(
     "alerts",
     metadata,
     Column("id", Id, primary_key=True),
+    Column("tenant", String(64), nullable=False, server_default=_DEFAULT_TENANT),
     Column("fingerprint", String(16), nullable=False),
     Column("service", String(128), nullable=False),
     Column("hot_path", String(112), nullable=False),
@@ -247,13 +275,14 @@ alerts = Table(
     Column("starts_us", BigInteger, nullable=False),
     Column("ends_us", BigInteger, nullable=True),
     Index("ix_alerts_state_starts", "state", "starts_us"),
-    Index("ix_alerts_service_hot_path", "service", "hot_path"),
+    Index("ix_alerts_tenant_hot_path", "tenant", "service", "hot_path"),
 )
 
 # Consecutive breached / clear intervals per hot path, and its firing alert if any.
 alert_states = Table(
     "alert_states",
     metadata,
+    Column("tenant", String(64), primary_key=True),
     Column("service", String(128), primary_key=True),
     Column("hot_path", String(112), primary_key=True),
     Column("breach_streak", Integer, nullable=False),

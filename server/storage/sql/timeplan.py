@@ -14,11 +14,21 @@ the range: exact to that level's resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 RAW = 0
 MINUTE, HOUR, DAY = 60, 3600, 86400
 ROLLUP_RESOLUTIONS = (DAY, HOUR, MINUTE)  # coarse to fine
 _US = 1_000_000
+
+
+def to_us(moment: datetime) -> int:
+    """Unix microseconds: how every time is stored (portable, cheap to compare)."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_us(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The real Pyroscope Python client of the legacy ingest API (pyroscope-io 0.8.16, which
+posts gzipped pprof to `/ingest?format=pprof` every 10 s of wall clock) profiling a real
+process into a real server: what it sent is stored as a cpu profile of its application, with
+and reads back through the format registry with the stacks the process ran."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+
+from hotpath.profiler.formats import collapsed
+from hotpath.profiler.model import function_stats
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    import pyroscope
+
+    def busy_pricing(seconds):
+        end = time.perf_counter() + seconds
+        acc = 0
+        while time.perf_counter() < end:
+            for i in range(1_000):
+                acc += i * i
+        return acc
+
+    pyroscope.configure(
+        application_name="legacy-engine",
+        server_address=sys.argv[1],
+        sample_rate=100,
+        tags={"region": "eu"},
+    )
+    busy_pricing(float(sys.argv[2]))
+    pyroscope.shutdown()  # sends the last partial window
+""")
+
+
+def test_pyroscope_io_legacy_client_is_stored_as_cpu(sqlite_server, tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    done = subprocess.run(
+        [sys.executable, str(script), sqlite_server.url, "6"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    services = httpx.get(f"{sqlite_server.url}/api/v1/services", timeout=30).json()
+    (entry,) = [s for s in services if s["name"] == "legacy-engine"]
+    assert entry["types"] == ["cpu"]
+    response = httpx.get(
+        f"{sqlite_server.url}/api/v1/profile",
+        params={"service": "legacy-engine", "format": "collapsed", "from": "-10m"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    profile = collapsed.loads(response.text)
+    # 6 s at 100 Hz, minus start-up: hundreds of samples, nearly all in the busy function.
+    assert profile.total > 200, profile.total
+    busy = {s.name: s.total_weight for s in function_stats(profile)}.get("busy_pricing", 0)
+    assert busy / profile.total > 0.8, collapsed.dumps(profile)[:2000]
