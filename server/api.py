@@ -130,7 +130,8 @@ async def ingest_pyroscope(
         pieces = [
             Piece.from_profile(
                 profile,
-                SeriesKey(tenant_id, service, profile.type, labels),
+                # The name's tags win over the tags inside the profile (pprof labels).
+                SeriesKey(tenant_id, service, profile.type, {**profile.labels, **labels}),
                 start=begins,
                 end=ends,
                 sample_rate_hz=profile.sample_rate_hz or sampleRate,

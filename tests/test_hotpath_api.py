@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotpath.profiler.hotpath import HotPathLimitError, hot_path, reader, recorder
+from hotpath.profiler.hotpath import HotPathLimitError, hot_path, layout, reader
 from hotpath.profiler.hotpath.histogram import Histogram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ class Child:
         """
         import json, os, sys, threading, time
         from hotpath import hot_path
-        from hotpath.profiler.hotpath import recorder
+        from hotpath.profiler.hotpath import layout, recorder
 
         def say(**fields):
             print(json.dumps(fields), flush=True)
@@ -128,7 +128,7 @@ def children() -> Iterator[list[Child]]:
     yield started
     for child in started:
         child.kill()
-        (recorder.histogram_dir() / recorder.histogram_file_name(child.pid)).unlink(missing_ok=True)
+        (layout.histogram_dir() / layout.histogram_file_name(child.pid)).unlink(missing_ok=True)
 
 
 def spawn(children: list[Child], code: str, *args: str) -> Child:
@@ -267,9 +267,9 @@ def test_the_file_names_the_code_each_hot_path_times() -> None:
 
 
 def test_long_function_paths_keep_their_end() -> None:
-    encoded = recorder.encode_function("Engine.execute", "/very/long/" * 40 + "engine.py")
-    assert len(encoded) <= recorder.FUNCTION_BYTES
-    name, path = recorder.decode_function(encoded) or ("", "")
+    encoded = layout.encode_function("Engine.execute", "/very/long/" * 40 + "engine.py")
+    assert len(encoded) <= layout.FUNCTION_BYTES
+    name, path = layout.decode_function(encoded) or ("", "")
     assert name == "Engine.execute" and path.endswith("/very/long/engine.py")
 
 
@@ -393,7 +393,7 @@ def slots_used(pid: int) -> int:
 
 
 def test_thread_slots_are_reused_and_shared_beyond_the_limit(children: list[Child]) -> None:
-    crowd = recorder.MAX_SLOTS + 8
+    crowd = layout.MAX_SLOTS + 8
     child = spawn(
         children,
         f"""
@@ -428,7 +428,7 @@ def test_thread_slots_are_reused_and_shared_beyond_the_limit(children: list[Chil
     child.go_on()
     assert child.hear() == {"phase": "crowd"}
     assert reader.read(child.pid)["crowd"].histogram.count == 50 + crowd * 2_000
-    assert slots_used(child.pid) == recorder.MAX_SLOTS - 1  # the rest shared the last slot
+    assert slots_used(child.pid) == layout.MAX_SLOTS - 1  # the rest shared the last slot
     child.finish()
 
 
@@ -490,7 +490,7 @@ def test_a_process_without_hot_paths_has_no_file(children: list[Child]) -> None:
     assert child.hear() == {"file": "None"}
     assert reader.find_histogram_file(child.pid) is None
     assert reader.read(child.pid) == {}
-    assert not (recorder.histogram_dir() / recorder.histogram_file_name(child.pid)).exists()
+    assert not (layout.histogram_dir() / layout.histogram_file_name(child.pid)).exists()
     child.finish()
     assert reader.read(child.pid) == {}  # gone
 
@@ -514,7 +514,7 @@ def test_a_stale_file_of_a_dead_process_is_not_read_for_another(children: list[C
     # it would look like its file.
     alive = spawn(children, "say(ok=True)\nwait()")
     alive.hear()
-    leftover = recorder.histogram_dir() / recorder.histogram_file_name(alive.pid)
+    leftover = layout.histogram_dir() / layout.histogram_file_name(alive.pid)
     stale.rename(leftover)
     assert reader.read(alive.pid) == {}
 
@@ -524,7 +524,7 @@ def test_a_stale_file_of_a_dead_process_is_not_read_for_another(children: list[C
         children,
         """
         import mmap, shutil
-        own = recorder.histogram_dir() / recorder.histogram_file_name(os.getpid())
+        own = layout.histogram_dir() / layout.histogram_file_name(os.getpid())
         shutil.copyfile(sys.argv[1], own)
         with open(own, "r+b") as f:
             m = mmap.mmap(f.fileno(), 0)
@@ -540,7 +540,7 @@ def test_a_stale_file_of_a_dead_process_is_not_read_for_another(children: list[C
         children,
         """
         import mmap, shutil, struct
-        own = recorder.histogram_dir() / recorder.histogram_file_name(os.getpid())
+        own = layout.histogram_dir() / layout.histogram_file_name(os.getpid())
         shutil.copyfile(sys.argv[1], own)
         with open(own, "r+b") as f:
             m = mmap.mmap(f.fileno(), 0)
@@ -614,7 +614,7 @@ def test_a_leftover_with_our_own_pid_is_replaced(children: list[Child]) -> None:
     child = spawn(
         children,
         """
-        own = recorder.histogram_dir() / recorder.histogram_file_name(os.getpid())
+        own = layout.histogram_dir() / layout.histogram_file_name(os.getpid())
         own.write_bytes(b"HOTPATH\\x00" + b"\\xff" * 4096)  # a dead namesake's garbage
         hot_path("fresh").record(5_000)
         say(file=str(recorder.current_file()))
@@ -631,7 +631,7 @@ def test_hot_path_limit_is_a_clear_error(children: list[Child]) -> None:
         children,
         f"""
         from hotpath.profiler.hotpath import HotPathLimitError
-        for i in range({recorder.MAX_PATHS}):
+        for i in range({layout.MAX_PATHS}):
             hot_path(f"path{{i}}").record(1_000 * (i + 1))
         try:
             hot_path("one too many")
@@ -644,9 +644,9 @@ def test_hot_path_limit_is_a_clear_error(children: list[Child]) -> None:
     )
     assert "limit is 64" in child.hear()["error"]
     snaps = reader.read(child.pid)
-    assert len(snaps) == recorder.MAX_PATHS and "one too many" not in snaps
+    assert len(snaps) == layout.MAX_PATHS and "one too many" not in snaps
     assert snaps["path0"].histogram.count == 2
-    assert snaps[f"path{recorder.MAX_PATHS - 1}"].histogram.max == 64_000
+    assert snaps[f"path{layout.MAX_PATHS - 1}"].histogram.max == 64_000
     child.finish()
     assert issubclass(HotPathLimitError, RuntimeError)
 
@@ -657,7 +657,8 @@ def test_without_a_shared_file_hot_paths_still_run(children: list[Child]) -> Non
         """
         import warnings
         from pathlib import Path
-        recorder.histogram_dir = lambda: Path("/nonexistent/hotpath")
+        from hotpath.profiler.hotpath import shared_file
+        shared_file.histogram_dir = lambda: Path("/nonexistent/hotpath")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
 

@@ -1,7 +1,7 @@
 """The real Pyroscope Python client of the legacy ingest API (pyroscope-io 0.8.16, which
 posts gzipped pprof to `/ingest?format=pprof` every 10 s of wall clock) profiling a real
 process into a real server: what it sent is stored as a cpu profile of its application, with
-and reads back through the format registry with the stacks the process ran."""
+its tags, and reads back through the format registry with the stacks the process ran."""
 
 from __future__ import annotations
 
@@ -60,5 +60,17 @@ def test_pyroscope_io_legacy_client_is_stored_as_cpu(sqlite_server, tmp_path: Pa
     profile = collapsed.loads(response.text)
     # 6 s at 100 Hz, minus start-up: hundreds of samples, nearly all in the busy function.
     assert profile.total > 200, profile.total
+    # Its static tags arrive inside the pprof, on every sample: they label the series.
+    tagged = httpx.get(
+        f"{sqlite_server.url}/api/v1/profile",
+        params={
+            "service": "legacy-engine",
+            "format": "collapsed",
+            "from": "-10m",
+            "label": "region=eu",
+        },
+        timeout=30,
+    )
+    assert collapsed.loads(tagged.text).total == profile.total
     busy = {s.name: s.total_weight for s in function_stats(profile)}.get("busy_pricing", 0)
     assert busy / profile.total > 0.8, collapsed.dumps(profile)[:2000]

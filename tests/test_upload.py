@@ -48,9 +48,16 @@ def hotpath(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def fixture_file(name: str, tmp_path: Path) -> Path:
-    """The fixture as uploaded. pprof files carry the time they were captured: a copy with
-    that time moved to now keeps them inside the default read range and raw retention."""
+    """The fixture as uploaded. pprof files and pyinstrument sessions carry the time they were
+    captured: a copy with that time moved to now keeps them inside the default read range
+    and raw retention."""
     path = DATA / name
+    if name.endswith(".session.json"):
+        session = json.loads(path.read_text())
+        session["start_time"] = time.time() - session["duration"] - 60
+        out = tmp_path / name
+        out.write_text(json.dumps(session))
+        return out
     if "pprof" not in name:
         return path
     data = path.read_bytes()

@@ -13,8 +13,9 @@ Where a file has both a count and a time column of the same type (Go: samples/co
 cpu/nanoseconds) the count is used. Time columns become samples by dividing by `period` (the
 sampling period, in the unit of `period_type`): pyroscope-io writes cpu/nanoseconds with a
 period of 1e9/rate. Stacks are `location_id`s leaf first; a location with several lines is
-inlined code, its last line the caller. Per-sample labels (thread, pid) are not kept: a
-profile's labels are the uploader's.
+inlined code, its last line the caller. String labels that every sample carries with one
+value become the profile's labels (a client's static tags); labels that vary per sample
+(thread ids) are not kept.
 
 Hostile input: a gzipped file is inflated to at most MAX_INFLATED_BYTES (a 40 KB gzip bomb
 would otherwise become gigabytes) and at most MAX_SAMPLES sample records are read; every index
@@ -103,6 +104,7 @@ def load(data: bytes, *, type: ProfileType | None = None) -> list[Profile]:
         raise FormatError(f"{len(msg.sample)} samples: the limit is {MAX_SAMPLES}")
 
     stacks = _stacks(msg, strings)
+    common = _common_labels(msg, strings)
     sums: list[dict[Stack, int]] = [defaultdict(int) for _ in chosen]
     for i, sample in enumerate(msg.sample):
         if not sample.location_id:
@@ -120,7 +122,7 @@ def load(data: bytes, *, type: ProfileType | None = None) -> list[Profile]:
     end = start + timedelta(microseconds=msg.duration_nanos // 1000) if start else None
     profiles = []
     for sums_of, (kind, column, per_sample) in zip(sums, chosen, strict=True):
-        profile = Profile(type=kind, start=start, end=end)
+        profile = Profile(type=kind, start=start, end=end, labels=dict(common))
         if kind.unit == "samples":
             period = period_s if period_s > 0 else 1 / DEFAULT_RATE_HZ
             profile.sample_rate_hz = 1 / period
@@ -134,6 +136,26 @@ def load(data: bytes, *, type: ProfileType | None = None) -> list[Profile]:
                 profile.add(stack, value)
         profiles.append(profile)
     return choose_type(profiles, type)
+
+
+def _common_labels(msg: Any, strings: Sequence[str]) -> dict[str, str]:
+    """The string labels every sample carries with one value: the process's tags (pyroscope-io
+    0.8 repeats its static tags, `region=eu`, on every sample). Labels that vary per sample
+    (thread ids) are not a series' labels and are dropped."""
+    common: dict[str, str] | None = None
+    for sample in msg.sample:
+        labels = {
+            _string(strings, label.key): _string(strings, label.str)
+            for label in sample.label
+            if label.str
+        }
+        if common is None:
+            common = labels
+        else:
+            common = {k: v for k, v in common.items() if labels.get(k) == v}
+        if not common:
+            return {}
+    return common or {}
 
 
 def dump(profile: Profile, name: str | None = None) -> bytes:

@@ -9,7 +9,7 @@ so every call is counted. The exact maximum and the exact sum (for the mean) are
 the buckets.
 
 `bucket_index` is the one definition of the scheme: the in-process recorder
-(`profiler.hotpath.recorder`) calls it on every timed call and `Histogram.record` calls it
+(`hotpath.profiler.hotpath.recorder`) calls it on every timed call and `Histogram.record` calls it
 too, so a histogram read from another process's file means what a local one means.
 The trading process imports this module for that function alone, and the agent (a plain
 `pip install hotpath`, without numpy) for the scheme and `parse_wire`: numpy (0.2 s and 16 MB

@@ -9,7 +9,7 @@ left behind by a crashed process is not mapped by anyone, and a file that is som
 the wrong process (pid reused, another namespace) fails the check. Either way the answer is
 "no hot paths", never someone else's.
 
-The layout is documented in `profiler.hotpath.recorder`. The writer only ever increases
+The layout is documented in `hotpath.profiler.hotpath.layout`. The writer only ever increases
 aligned 8-byte words with single stores and publishes entries and thread slots by bumping
 `paths_used` / `slots_used` after them; this side reads the words through a read-only mapping
 as a `memoryview` cast to 8-byte integers ('q'), one whole aligned word at a time (see
@@ -37,7 +37,7 @@ from hotpath.profiler.hotpath.histogram import (
     NUM_BUCKETS,
     SUB_BUCKET_BITS,
 )
-from hotpath.profiler.hotpath.recorder import (
+from hotpath.profiler.hotpath.layout import (
     BUCKETS_WORD,
     ENTRY,
     FUNCTION_BYTES,

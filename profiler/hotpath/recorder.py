@@ -13,48 +13,7 @@ memory-mapped file: no I/O, no thread, no socket, no lock on the way (docs/archi
 hot path costs the trading process almost nothing). The agent finds the file from the PID
 (`hotpath.profiler.hotpath.reader`) and reads it beside its py-spy window.
 
-The file
---------
-``/dev/shm/hotpath-<pid>.hist`` (the temp dir when /dev/shm is missing), created on the first
-`hot_path(...)`, sparse (pages are touched only where counts land), removed at interpreter
-exit. ``<pid>`` is `os.getpid()`, the PID in the process's own namespace. All integers are
-little-endian; offsets in bytes::
-
-    header (128 bytes at 0)
-      0  8s  magic          b"HOTPATH\\0", written last: a reader seeing it sees the rest
-      8  u32 version        1
-     12  u32 max_paths      64: path entries and data blocks per thread slot
-     16  u32 max_slots      32: thread slots; the last one is shared (see below)
-     20  u32 num_buckets    1699 (`histogram.NUM_BUCKETS`)
-     24  u32 sub_bucket_bits 6   (`histogram.SUB_BUCKET_BITS`)
-     28  u32 entry_size     128
-     32  i64 lowest_ns      1_000 (`histogram.LOWEST_NS`)
-     40  i64 highest_ns     100_000_000_000 (`histogram.HIGHEST_NS`)
-     48  i64 pid            the writer's os.getpid()
-     56  u64 start_time     field 22 of /proc/self/stat (clock ticks after boot), 0 if unknown
-     64  u32 data_offset    16384
-     68  u32 slot_stride    16384: bytes per (thread slot, path) block
-     72  u32 paths_used     entries in use; bumped after the entry is written
-     76  u32 slots_used     thread slots handed out (high-water mark, shared slot excluded)
-     80  ..                 zero
-    path table (max_paths entries of entry_size bytes at 128)
-      0  112s name          UTF-8, NUL-padded
-    112  i64 budget_ns      0 when the hot path has no budget
-    120  i64 reserved       0
-    function table (max_paths entries of 120 bytes at 8320, after the path table)
-      0  120s function      UTF-8 "qualname\0filename", NUL-padded, the filename cut from
-                            the left to fit: the code a hot path times (the decorated
-                            function, or the one whose body holds the `with`), for budget
-                            attribution from sampled stacks; zero when not known yet
-    data (at data_offset): block of thread slot s for path p at
-         data_offset + (s * max_paths + p) * slot_stride, as i64 words:
-      0  sum_ns             sum of the durations recorded
-      1  max_ns             largest duration recorded
-      2  buckets[num_buckets] counts per `histogram.bucket_index`; the rest of the block is
-                            padding so that blocks start on page boundaries
-
-A path's histogram is the sum of its blocks over the thread slots (max for max_ns); the
-call count is the sum of its buckets, not stored apart, which saves a write per call.
+The file, its layout and its name are described in `layout.py`.
 
 Threads. Every thread that records takes a thread slot once, so each word has one writer and
 a plain read-add-write loses nothing without a lock. A slot returns to a free list when its
@@ -84,16 +43,11 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import fcntl
 import functools
 import inspect
-import mmap
 import os
-import struct
 import sys
-import tempfile
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -101,40 +55,19 @@ from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar
 
 from hotpath.profiler.hotpath.histogram import (
-    HIGHEST_NS,
-    LOWEST_NS,
-    NUM_BUCKETS,
-    SUB_BUCKET_BITS,
     bucket_index,
 )
-
-MAGIC = b"HOTPATH\x00"
-VERSION = 1
-MAX_PATHS = 64
-MAX_SLOTS = 32
-SHARED_SLOT = MAX_SLOTS - 1
-NAME_BYTES = 112
-HEADER = struct.Struct("<8sIIIIIIqqqQIIII")
-HEADER_SIZE = 128
-ENTRY = struct.Struct("<112sqq")
-ENTRY_SIZE = ENTRY.size
-PATHS_USED_AT = 72
-SLOTS_USED_AT = 76
-U32 = struct.Struct("<I")
-I64 = struct.Struct("<q")
-DATA_OFFSET = 16384
-SLOT_STRIDE = 16384
-FILE_SIZE = DATA_OFFSET + MAX_SLOTS * MAX_PATHS * SLOT_STRIDE
-SUM_WORD, MAX_WORD, BUCKETS_WORD = 0, 1, 2
-FUNCTION_TABLE_AT = HEADER_SIZE + MAX_PATHS * ENTRY_SIZE
-FUNCTION_BYTES = 120
-
-assert HEADER.size <= HEADER_SIZE and ENTRY_SIZE == 128
-assert FUNCTION_TABLE_AT + MAX_PATHS * FUNCTION_BYTES <= DATA_OFFSET
-assert (BUCKETS_WORD + NUM_BUCKETS) * 8 <= SLOT_STRIDE
-
-_STRIDE_WORDS = SLOT_STRIDE // 8
-_SLOT_WORDS = MAX_PATHS * _STRIDE_WORDS
+from hotpath.profiler.hotpath.layout import (
+    BUCKETS_WORD,
+    MAX_PATHS,
+    NAME_BYTES,
+    SHARED_SLOT,
+    encode_function,
+)
+from hotpath.profiler.hotpath.shared_file import (
+    STRIDE_WORDS,
+    SharedFile,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -142,159 +75,6 @@ R = TypeVar("R")
 
 class HotPathLimitError(RuntimeError):
     """More distinct hot-path names than the shared file has room for (`MAX_PATHS`)."""
-
-
-def histogram_file_name(pid: int) -> str:
-    return f"hotpath-{pid}.hist"
-
-
-def histogram_dir() -> Path:
-    """/dev/shm (memory, never written to disk) when there is one, else the temp dir."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
-        return shm
-    return Path(tempfile.gettempdir())
-
-
-def process_start_time(pid: int | str = "self") -> int:
-    """Field 22 of /proc/<pid>/stat: with the pid, it tells a process from a later one that
-    reused its pid. 0 when unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-class _Mapping:
-    """The shared file of one process, mapped; or an anonymous stand-in when it can't be made."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.path: Path | None = None
-        self.lock_fd: int | None = None
-        try:
-            if sys.byteorder != "little":
-                raise OSError("the shared layout is little-endian; this machine is not")
-            self.mm = self._create_file()
-        except OSError as exc:
-            # Timing must go on whatever happens to the file: keep the counts in private
-            # memory, where no agent can read them, and say so once.
-            warnings.warn(
-                f"hotpath: no shared histogram file ({exc}); hot paths are timed but unreadable",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            self.path = None
-            self.mm = mmap.mmap(-1, FILE_SIZE)
-        self.view = memoryview(self.mm)
-        self.words = self.view.cast("q")
-        mp_util = sys.modules.get("multiprocessing.util")
-        if self.path is not None and mp_util is not None:
-            # multiprocessing's children end with os._exit, which skips atexit; its own exit
-            # hook runs these finalizers first.
-            mp_util.Finalize(None, self.remove, exitpriority=0)
-
-    def _create_file(self) -> mmap.mmap:
-        directory = histogram_dir()
-        remove_stale_files(directory)
-        path = directory / histogram_file_name(self.pid)
-        # A file by this name is a leftover of a dead process that had our pid: start afresh.
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # held while this process lives: "not stale"
-            os.ftruncate(fd, FILE_SIZE)
-            mm = mmap.mmap(fd, FILE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except OSError:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        self.lock_fd = fd
-        self.path = path
-        header = HEADER.pack(
-            b"\x00" * 8,  # the magic goes in last
-            VERSION,
-            MAX_PATHS,
-            MAX_SLOTS,
-            NUM_BUCKETS,
-            SUB_BUCKET_BITS,
-            ENTRY_SIZE,
-            LOWEST_NS,
-            HIGHEST_NS,
-            self.pid,
-            process_start_time(),
-            DATA_OFFSET,
-            SLOT_STRIDE,
-            0,
-            0,
-        )
-        mm[: len(header)] = header
-        mm[:8] = MAGIC
-        return mm
-
-    def add_path(self, index: int, name: bytes, budget_ns: int) -> None:
-        ENTRY.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE, name, budget_ns, 0)
-        U32.pack_into(self.mm, PATHS_USED_AT, index + 1)
-
-    def set_function(self, index: int, encoded: bytes) -> None:
-        at = FUNCTION_TABLE_AT + index * FUNCTION_BYTES
-        self.mm[at : at + FUNCTION_BYTES] = encoded.ljust(FUNCTION_BYTES, b"\x00")
-
-    def set_budget(self, index: int, budget_ns: int) -> None:
-        I64.pack_into(self.mm, HEADER_SIZE + index * ENTRY_SIZE + NAME_BYTES, budget_ns)
-
-    def publish_slots(self, used: int) -> None:
-        U32.pack_into(self.mm, SLOTS_USED_AT, used)
-
-    def slot_base(self, slot: int) -> int:
-        """Word index of the thread slot's block for path 0."""
-        return DATA_OFFSET // 8 + slot * _SLOT_WORDS
-
-    def remove(self) -> None:
-        if self.path is not None and self.pid == os.getpid():
-            self.path.unlink(missing_ok=True)
-
-    def drop(self) -> None:
-        """Unmap without touching the file (a forked child dropping its parent's mapping)."""
-        if self.lock_fd is not None:
-            # The child's copy of the descriptor shares the parent's lock: closing the copy
-            # keeps the lock (flock locks belong to the open file, which the parent holds).
-            os.close(self.lock_fd)
-            self.lock_fd = None
-        try:
-            self.words.release()
-            self.view.release()
-            self.mm.close()
-        except (BufferError, ValueError):
-            pass  # something still holds a view: leave it mapped, it is only address space
-
-
-def remove_stale_files(directory: Path, min_age_s: float = 60.0) -> int:
-    """Remove the files of writers that are gone (killed before their exit hooks ran)."""
-    removed = 0
-    for path in directory.glob("hotpath-*.hist"):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # its writer is alive
-            # Free of locks and with the magic: its writer is gone. Without the magic it may be
-            # a file being created (not locked yet): only an old one is a leftover.
-            complete = os.pread(fd, len(MAGIC), 0) == MAGIC
-            if complete or time.time() - os.fstat(fd).st_mtime > min_age_s:
-                path.unlink(missing_ok=True)
-                removed += 1
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-    return removed
 
 
 class _SlotLease:
@@ -315,14 +95,14 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()  # registration and slot hand-out: never per call
         self.shared_lock = threading.Lock()  # the shared slot, for threads beyond the rest
-        self.mapping: _Mapping | None = None
+        self.mapping: SharedFile | None = None
         self.free: list[int] = []
         self.next_slot = 0
 
-    def ensure_mapping(self) -> _Mapping:
+    def ensure_mapping(self) -> SharedFile:
         # Caller holds self.lock.
         if self.mapping is None:
-            mapping = _Mapping()
+            mapping = SharedFile()
             for hp in _paths:
                 mapping.add_path(hp.index, hp._encoded_name, hp.budget_ns)
                 if hp.function is not None:
@@ -366,25 +146,6 @@ def _record_failed(exc: BaseException) -> None:
         warnings.warn(f"hotpath: a timing was lost ({exc!r})", RuntimeWarning, stacklevel=3)
 
 
-def encode_function(qualname: str, filename: str) -> bytes:
-    """ "qualname\0filename" in FUNCTION_BYTES of UTF-8; a long filename loses its start,
-    since the sampler's frames are matched by qualname and the end of the path."""
-    name = qualname.encode()[: FUNCTION_BYTES - 2]
-    room = FUNCTION_BYTES - len(name) - 1
-    path = filename.encode()
-    if len(path) > room:
-        path = path[len(path) - room :]
-    return name + b"\x00" + path
-
-
-def decode_function(raw: bytes) -> tuple[str, str] | None:
-    raw = raw.rstrip(b"\x00")
-    if b"\x00" not in raw:
-        return None
-    name, _, path = raw.partition(b"\x00")
-    return name.decode(errors="replace"), path.decode(errors="replace").lstrip("\ufffd")
-
-
 class HotPath:
     """A named hot path; use it as a decorator or as a (sync or async) context manager.
 
@@ -417,7 +178,7 @@ class HotPath:
         # (qualname, filename) of the timed code, once known: the first decorated function,
         # or the first function seen entering the `with` block.
         self.function: tuple[str, str] | None = None
-        self._offset = index * _STRIDE_WORDS
+        self._offset = index * STRIDE_WORDS
         # A linked stack of starts, (start_ns, outer), per thread and asyncio task.
         self._starts: contextvars.ContextVar[tuple[int, Any] | None] = contextvars.ContextVar(
             f"hotpath.{name}", default=None
