@@ -379,7 +379,12 @@ def test_the_alerts_page_lists_alerts_and_links_to_the_service(browser, tmp_path
         page = browser.new_page()
         page.goto(server.url + "/")
         page.click("header >> text=Alerts")
+        # count() does not wait: a count taken before the alerts page has loaded reads the
+        # home page (a clean-clone CI run saw 0 rows once).
+        page.wait_for_url("**/alerts")
+        page.wait_for_load_state("load")
         firing = page.locator("#firing tr.alert")
+        firing.first.wait_for()
         assert firing.count() == 1
         cells = firing.first.locator("td").all_inner_texts()
         assert cells[:3] == ["firing", "trader", "order"]
