@@ -16,8 +16,8 @@ from hotpath.profiler.formats import FormatError, pyroscope, registry
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.model import CPU
 from hotpath.server.body import decode_body, read_body
-from hotpath.server.compare_api import LabelParam, Profiles, Tenant, TypeParam, selection
 from hotpath.server.ingest_checks import check_piece
+from hotpath.server.params import LabelParam, Profiles, Tenant, TypeParam, selection
 from hotpath.server.settings import Settings
 from hotpath.server.storage.errors import StorageUnavailable
 from hotpath.server.storage.profiles import Piece, SeriesKey

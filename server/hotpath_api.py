@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from hotpath.profiler.analysis.attribution import FunctionShare, attribute, parse_function
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.profiler.model import CPU
-from hotpath.server.compare_api import (
+from hotpath.server.params import (
     LabelParam,
     Profiles,
     Tenant,

@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from hotpath.profiler.model import CPU, ProfileType
-from hotpath.server.compare_api import Profiles, Tenant, parse_type, selection
 from hotpath.server.hotpath_api import attribution_for, summarise
+from hotpath.server.params import Profiles, Tenant, parse_type, selection
 from hotpath.server.storage.profiles import ProfileStore, Selection
 
 router = APIRouter(include_in_schema=False)

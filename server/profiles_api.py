@@ -24,8 +24,8 @@ from hotpath.profiler.formats import window as wire
 from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.model import Profile, Unit
 from hotpath.server.body import decode_body, read_body
-from hotpath.server.compare_api import Profiles, Tenant
 from hotpath.server.ingest_checks import check_piece
+from hotpath.server.params import Profiles, Tenant
 from hotpath.server.storage.profiles import Piece, SeriesKey
 
 router = APIRouter()
