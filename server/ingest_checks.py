@@ -12,8 +12,8 @@ from hotpath.server.storage.profiles import Piece
 
 
 def check_piece(piece: Piece, limits: wire.WindowLimits) -> None:
-    """What the wire window's model and `check_limits` check of an agent window, for a
-    piece made from another format: names, times, sizes (ValueError or LimitExceeded)."""
+    """Names and times as the wire window's model checks them (ValueError), then its sizes
+    (`wire.check_sizes`, LimitExceeded)."""
     key = piece.key
     if not re.match(wire.SERVICE_NAME_PATTERN, key.service):
         raise ValueError(f"service name {key.service!r} is not {wire.SERVICE_NAME_PATTERN}")
@@ -23,26 +23,11 @@ def check_piece(piece: Piece, limits: wire.WindowLimits) -> None:
     if piece.end < piece.start:
         raise ValueError("until is before from")
 
-    def over(limit: str, actual: int, maximum: int) -> None:
-        if actual > maximum:
-            raise wire.LimitExceeded(limit, actual, maximum)
-
-    over("max_stacks (distinct stacks per window)", len(piece.stacks), limits.max_stacks)
-    over("max_frames (distinct frames per window)", len(piece.frames), limits.max_frames)
-    over("max_labels (labels per window)", len(key.labels), limits.max_labels)
-    over(
-        "max_label_value_chars",
-        max(map(len, key.labels.values()), default=0),
-        limits.max_label_value_chars,
+    wire.check_sizes(
+        limits,
+        frames=piece.frames,
+        stacks=piece.stacks,
+        counts=piece.counts,
+        labels=key.labels,
+        hot_paths=len(piece.hot_paths),
     )
-    over(
-        "max_frame_name_chars",
-        max((len(n) + len(f) for n, f, _ in piece.frames), default=0),
-        limits.max_frame_name_chars,
-    )
-    over(
-        "max_frames_per_stack",
-        max(map(len, piece.stacks), default=0),
-        limits.max_frames_per_stack,
-    )
-    over("max_samples_per_stack", max(piece.counts, default=0), limits.max_samples_per_stack)

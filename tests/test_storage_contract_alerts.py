@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,6 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData, Table, insert
 
-from hotpath.profiler.formats import window as wire
 from hotpath.profiler.formats.pytest_benchmark import load_run
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.server.storage import Storage, open_storage
@@ -25,6 +23,7 @@ from hotpath.server.storage.alerts import NewAlert, StoredRule, StreakState
 from hotpath.server.storage.errors import StorageUnavailable, UnknownRun
 from hotpath.server.storage.profiles import Piece
 from hotpath.server.storage.sql.database import MIGRATIONS, make_engine
+from tests.test_alerts import window as alerts_window
 from tests.test_bench_api import PDFMINER, synthetic_run
 
 US = 1_000_000
@@ -164,26 +163,11 @@ def test_the_evaluation_lock_is_held_by_one_caller_at_a_time(storage: Storage) -
         assert second["entered_while_held"] is False and second["saw"] == T0 + 10 * US
 
 
-def window(tenant_service: str, start_us: int, calls_ms: list[float], budget_ms: float = 100):  # type: ignore[no-untyped-def]
+def window(service: str, start_us: int, calls_ms: list[float], budget_ms: float = 100):  # type: ignore[no-untyped-def]
     calls = Histogram()
     for ms in calls_ms:
         calls.record(int(ms * MS))
-    start = datetime.fromtimestamp(start_us / US, UTC)
-    return wire.Window(
-        service=tenant_service,
-        idempotency_key=uuid.uuid4().hex,
-        start=start,
-        end=start,
-        sample_rate_hz=100,
-        frames=[("execute_order", "trader.py", 10)],
-        stacks=[[0]],
-        counts=[1],
-        hot_paths=[
-            wire.HotPathWindow(
-                name="order", budget_ns=int(budget_ms * MS), histogram=calls.to_wire()
-            )
-        ],
-    )
+    return alerts_window(service, start_us, calls, budget_ms)
 
 
 def test_hot_path_calls_are_merged_per_interval_and_kept_apart_per_tenant(

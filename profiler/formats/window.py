@@ -8,6 +8,7 @@ window from exhausting the server, with messages that name the limit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -103,23 +104,45 @@ class Window(BaseModel):
 
 
 def check_limits(window: Window, limits: WindowLimits) -> None:
+    check_sizes(
+        limits,
+        frames=window.frames,
+        stacks=window.stacks,
+        counts=window.counts,
+        labels=window.labels,
+        hot_paths=len(window.hot_paths),
+    )
+
+
+def check_sizes(
+    limits: WindowLimits,
+    *,
+    frames: Sequence[tuple[str, str, int]],
+    stacks: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    labels: Mapping[str, str],
+    hot_paths: int = 0,
+) -> None:
+    """The window limits over any interned profile (an agent window, or a piece made from an
+    uploaded file): LimitExceeded naming the first limit passed, and where."""
+
     def over(limit: str, actual: int, maximum: int, where: str = "") -> None:
         if actual > maximum:
             raise LimitExceeded(limit, actual, maximum, where)
 
-    over("max_stacks (distinct stacks per window)", len(window.stacks), limits.max_stacks)
-    over("max_frames (distinct frames per window)", len(window.frames), limits.max_frames)
-    over("max_labels (labels per window)", len(window.labels), limits.max_labels)
-    over("max_hot_paths (hot paths per window)", len(window.hot_paths), limits.max_hot_paths)
-    for key, value in window.labels.items():
+    over("max_stacks (distinct stacks per window)", len(stacks), limits.max_stacks)
+    over("max_frames (distinct frames per window)", len(frames), limits.max_frames)
+    over("max_labels (labels per window)", len(labels), limits.max_labels)
+    over("max_hot_paths (hot paths per window)", hot_paths, limits.max_hot_paths)
+    for key, value in labels.items():
         over("max_label_value_chars", len(value), limits.max_label_value_chars, f"label {key}")
-    for i, (name, file, _line) in enumerate(window.frames):
+    for i, (name, file, _line) in enumerate(frames):
         over(
             "max_frame_name_chars", len(name) + len(file), limits.max_frame_name_chars, f"frame {i}"
         )
-    for i, stack in enumerate(window.stacks):
+    for i, stack in enumerate(stacks):
         over("max_frames_per_stack", len(stack), limits.max_frames_per_stack, f"stack {i}")
-    for i, count in enumerate(window.counts):
+    for i, count in enumerate(counts):
         over("max_samples_per_stack", count, limits.max_samples_per_stack, f"stack {i}")
 
 
