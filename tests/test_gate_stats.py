@@ -407,3 +407,70 @@ def test_config_from_pyproject(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text("min_effect = 'lots'\n")
     with pytest.raises(GateConfigError, match=r"bad\.toml"):
         load_config(tmp_path / "bad.toml")
+
+
+def _episode_run(medians: np.ndarray, index: int, slow: dict[int, float]) -> BenchRun:
+    """A run whose benchmarks in `slow` had a contention episode: the median `slow[i]` times
+    higher while the minimum stays where it was."""
+    run = _run(medians, index)
+    benches = tuple(
+        replace(b, median=b.median * slow.get(i, 1.0), mean=b.mean * slow.get(i, 1.0))
+        for i, b in enumerate(run.benchmarks)
+    )
+    return replace(run, benchmarks=benches)
+
+
+def test_a_slow_episode_is_judged_on_the_minimum_and_named_in_the_report() -> None:
+    rng = np.random.default_rng(11)
+    base = np.exp(rng.uniform(-12, -6, 20))
+    history = _history(rng, base, 12)
+    head = _episode_run(base, 99, {3: 1.9, 7: 1.5})
+    judged = compare(head, history, GateConfig())
+    by_name = {v.fullname: v for v in judged.verdicts}
+    assert judged.regressed == []
+    assert judged.slow_episodes == ["t.py::test_3", "t.py::test_7"]
+    assert by_name["t.py::test_3"].statistic == "minimum"
+    assert by_name["t.py::test_3"].slow_episode
+    assert "slow episode" in by_name["t.py::test_3"].evidence
+    assert any("2 benchmark(s) had a slow episode" in w for w in judged.warnings)
+    # judged on the median, as the gate was before, both would fail the run
+    on_median = compare(head, history, GateConfig(statistic="median"))
+    assert {v.fullname for v in on_median.regressed} == {"t.py::test_3", "t.py::test_7"}
+
+
+def test_a_real_slowdown_moves_the_minimum_and_is_found() -> None:
+    rng = np.random.default_rng(12)
+    base = np.exp(rng.uniform(-12, -6, 20))
+    history = _history(rng, base, 12)
+    slower = base.copy()
+    slower[5] *= 1.3  # every round 30% slower: minimum and median alike
+    judged = compare(_run(slower, 99), history, GateConfig())
+    assert [v.fullname for v in judged.regressed] == ["t.py::test_5"]
+    assert judged.regressed[0].statistic == "minimum"
+    assert not judged.regressed[0].slow_episode
+    assert judged.slow_episodes == []
+
+
+def test_single_round_benchmarks_are_judged_on_their_one_round() -> None:
+    rng = np.random.default_rng(13)
+    base = np.exp(rng.uniform(-6, -2, 12))
+
+    def one_round(run: BenchRun) -> BenchRun:
+        benches = tuple(
+            replace(b, rounds=1, min=b.median, max=b.median, iqr=0.0, stddev=0.0)
+            for b in run.benchmarks
+        )
+        return replace(run, benchmarks=benches)
+
+    history = [one_round(r) for r in _history(rng, base, 10)]
+    judged = compare(one_round(_run(base, 99)), history, GateConfig())
+    assert {v.statistic for v in judged.verdicts} == {"one round"}
+
+
+def test_the_statistic_setting_is_read_and_checked(tmp_path) -> None:
+    table = tmp_path / "gate.toml"
+    table.write_text('statistic = "median"\n')
+    assert load_config(table).statistic == "median"
+    table.write_text('statistic = "mean"\n')
+    with pytest.raises(GateConfigError, match="statistic"):
+        load_config(table)

@@ -6,6 +6,7 @@ pyproject.toml (found from the working directory upwards) or from a TOML file gi
 min_effect = "5%"        # smallest slowdown worth failing a merge for (or 0.05)
 floor_ns = 10            # absolute change below which sub-microsecond benchmarks never fail
 alpha = 0.05             # false-discovery rate across the benchmarks of one run
+statistic = "auto"       # what a run's value is: "auto" (minimum from 5 rounds on), or "median"
 
 [tool.hotpath.gate.min_effect_for]   # per benchmark (fnmatch on fullname) or per group
 "tests/test_io.py::*" = "10%"
@@ -25,7 +26,11 @@ from typing import Any
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_FLOOR_NS = 10.0
 DEFAULT_ALPHA = 0.05
-_KEYS = {"min_effect", "floor_ns", "alpha", "min_effect_for"}
+# "auto": a benchmark's value in a run is its minimum when it has rounds enough
+# (`gate_noise.MIN_ROUNDS_FOR_MIN`), else its median; "median": always the median (the gate
+# before it was fitted to real suites, kept for the accuracy studies)
+STATISTICS = ("auto", "median")
+_KEYS = {"min_effect", "floor_ns", "alpha", "min_effect_for", "statistic"}
 
 
 class GateConfigError(ValueError):
@@ -38,6 +43,7 @@ class GateConfig:
     floor_ns: float = DEFAULT_FLOOR_NS
     alpha: float = DEFAULT_ALPHA
     min_effect_for: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    statistic: str = "auto"
     source: str | None = None  # where the settings came from, for the report
 
     @property
@@ -144,6 +150,10 @@ def _from_table(table: dict[str, Any], source: str) -> GateConfig:
         if isinstance(floor, bool) or not isinstance(floor, int | float) or floor < 0:
             raise GateConfigError(f"{where} floor_ns: expected a number of nanoseconds >= 0")
         config = replace(config, floor_ns=float(floor))
+    if "statistic" in table:
+        if table["statistic"] not in STATISTICS:
+            raise GateConfigError(f"{where} statistic: expected one of {', '.join(STATISTICS)}")
+        config = replace(config, statistic=table["statistic"])
     overrides = table.get("min_effect_for", {})
     if not isinstance(overrides, dict):
         raise GateConfigError(f"{where} min_effect_for: expected a table of pattern = fraction")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats as sps
 
 from hotpath.profiler.analysis.gate_config import GateConfig
@@ -39,7 +40,7 @@ def judge(
     # a run sharing none of these benchmarks tells nothing and would be an all-NaN column
     runs = [r for r in runs if any(n in r.by_fullname() for n in names)]
     result.baseline_sources = [r.source for r in runs]
-    obs = observe(heads, reruns, runs, names)
+    obs = observe(heads, reruns, runs, names, config.statistic)
     noise = benchmark_noise(obs)
     shift = whole_run_shift(obs, noise, suspected, config)
     result.run_shift = shift.run_shift
@@ -48,6 +49,10 @@ def judge(
     if obs.k_total < LOW_CONFIDENCE_RUNS:
         result.low_confidence = True
         result.warnings.append(_low_confidence(obs.k_total, noise))
+    episodes = [n for i, n in enumerate(names) if obs.episodes[i, 0]]
+    result.slow_episodes = episodes
+    if episodes:
+        result.warnings.append(_episode_note(episodes, obs.on_min, names))
     head_map = heads[0].by_fullname()
     latest_data = _latest_data(runs, names)
     verdicts: dict[str, Verdict] = {}
@@ -57,8 +62,33 @@ def judge(
         verdicts[name] = benchmark_verdict(
             i, bench, evidence, config,
             suspect=name in suspected, comparable=result.comparable, mann_whitney_p=mw_p,
+            statistic=_statistic(bool(obs.on_min[i]), bench.rounds),
+            slow_episode=bool(obs.episodes[i, 0]),
         )  # fmt: skip
     return verdicts
+
+
+def _statistic(on_min: bool, rounds: int) -> str:
+    if on_min:
+        return "minimum"
+    return "one round" if rounds == 1 else "median"
+
+
+def _episode_note(episodes: list[str], on_min: np.ndarray, names: list[str]) -> str:
+    """The report's line on contention: which benchmarks ran slow for a while in this run."""
+    judged = {n for i, n in enumerate(names) if on_min[i]}
+    more = f" and {len(episodes) - 5} more" if len(episodes) > 5 else ""
+    shown = ", ".join(episodes[:5]) + more
+    how = (
+        "judged on their minimum"
+        if all(n in judged for n in episodes)
+        else "judged on their minimum where they have rounds enough, else on the median"
+    )
+    return (
+        f"{len(episodes)} benchmark(s) had a slow episode in this run (median well above its "
+        f"usual distance from the minimum: contention on the machine, not the code): {how}. "
+        f"{shown}"
+    )
 
 
 def _low_confidence(k_total: int, noise: Noise) -> str:
@@ -91,6 +121,8 @@ def benchmark_verdict(
     suspect: bool,
     comparable: bool,
     mann_whitney_p: float | None,
+    statistic: str = "median",
+    slow_episode: bool = False,
 ) -> Verdict:
     """The verdict of benchmark `i` (`bench`, its first head run) and its evidence."""
     name = bench.fullname
@@ -109,8 +141,10 @@ def benchmark_verdict(
         math.expm1(ev.effect[i] + ev.t_crit[i] * ev.se[i]),
     )
     evidence = decision.prefix + _evidence_text(
-        i, ev, (change, low, high), (head_seconds, base_seconds), mann_whitney_p
+        i, ev, (change, low, high), (head_seconds, base_seconds), mann_whitney_p, statistic
     )
+    if slow_episode:
+        evidence += "; slow episode in this run (its median jumped, its minimum held)"
     if decision.reasons:
         evidence += "; " + "; ".join(decision.reasons)
     rerun_seen = suspect and ev.rerun_counts[i] > 0
@@ -138,6 +172,8 @@ def benchmark_verdict(
         rerun_log_change=float(ev.rerun_effect[i]) if rerun_seen else None,
         rerun_log_se=float(ev.rerun_se[i]) if rerun_seen else None,
         baseline_log_se=float(ev.baseline_se[i]),
+        statistic=statistic,
+        slow_episode=slow_episode,
     )
 
 
@@ -147,15 +183,17 @@ def _evidence_text(
     interval: tuple[float, float, float],
     seconds: tuple[float, float],
     mann_whitney_p: float | None,
+    statistic: str,
 ) -> str:
     """The figures behind benchmark `i`'s verdict, for the reports: the change with its 95%
-    interval (`interval`: change, low, high), p and q, the medians (`seconds`: head, baseline),
+    interval (`interval`: change, low, high), p and q, the `statistic` that carried it
+    (`seconds`: head, baseline),
     the runs and noise behind them, and what was removed or only supports it."""
     change, low, high = interval
     head_seconds, base_seconds = seconds
     text = (
         f"{change:+.1%} (95% CI {low:+.1%} to {high:+.1%}), p={ev.p[i]:.2g}, q={ev.q[i]:.2g}; "
-        f"median {_fmt_s(head_seconds)} vs {_fmt_s(base_seconds)}, {int(ev.h_b[i])} head "
+        f"{statistic} {_fmt_s(head_seconds)} vs {_fmt_s(base_seconds)}, {int(ev.h_b[i])} head "
         f"run(s) vs {int(ev.k_b[i])} baseline run(s), run-to-run noise "
         f"{math.sqrt(ev.var_b[i]):.1%}"
     )

@@ -1,8 +1,9 @@
-"""The benchmark gate's noise model: the runs as matrices of log medians, each benchmark's
-run-to-run scale (shrunk towards the pooled one, because history is short), the tails of the
-t that judges them, and the pooling of several head runs per benchmark.
+"""The benchmark gate's noise model: the runs as matrices of log values (each benchmark's
+minimum when it has rounds enough, else its median), each benchmark's run-to-run scale
+(shrunk towards the pooled one, because history is short), the tails of the t that judges
+them, the pooling of several head runs per benchmark, and the slow episodes of a head run.
 
-Model (log space, benchmark b, run k): log median[b, k] = centre[b] + shift[k] + noise[b, k];
+Model (log space, benchmark b, run k): log value[b, k] = centre[b] + shift[k] + noise[b, k];
 `gate.py`'s docstring says why each part is estimated the way it is."""
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ LOW_CONFIDENCE_RUNS = 3  # fewer baseline runs than this: say so
 MAD_EFFICIENCY = 0.37  # of 1.4826 x MAD against the sample s.d., for normal noise
 HUBER_K = 1.5  # head runs further than this many run-to-run scales from the pool are clipped
 HUBER_STEPS = 10
+# A benchmark is judged on its minimum from this many rounds on (head and typical baseline):
+# on a shared runner a contention episode slows a share of a run's rounds, which moves the
+# median up to 2x while the minimum stays (benchmarks/gate_corpus); with fewer rounds the
+# minimum is as noisy as the median and biased by the count of rounds, so the median it is.
+MIN_ROUNDS_FOR_MIN = 5
+# A head run's benchmark had a slow episode when its median/minimum ratio exceeds its usual
+# (the baselines' median) by this much in log and by EPISODE_Z of that ratio's robust spread
+EPISODE_LOG = math.log(1.10)
+EPISODE_Z = 4.0
 
 
 def robust_scale(values: np.ndarray) -> float:
@@ -68,12 +78,12 @@ def round_variance(bench: BenchStats) -> float:
 
 @dataclass
 class Observations:
-    """The runs of one comparison as benchmarks x runs matrices of log medians (NaN where a
+    """The runs of one comparison as benchmarks x runs matrices of log values (NaN where a
     run lacks a benchmark), with the baselines' whole-run shifts and centres."""
 
     names: list[str]
-    base: np.ndarray  # log medians, benchmarks x baseline runs
-    head: np.ndarray  # log medians, benchmarks x head runs (re-runs last)
+    base: np.ndarray  # log values, benchmarks x baseline runs
+    head: np.ndarray  # log values, benchmarks x head runs (re-runs last)
     head_excess: np.ndarray  # variance a head run's median has beyond a typical baseline's
     n_heads: int  # full head runs; the columns after them are re-runs
     k_total: int  # baseline runs
@@ -83,6 +93,8 @@ class Observations:
     shifts: np.ndarray  # whole-run shift of each baseline run
     centre: np.ndarray  # each benchmark's baseline centre, shifts removed
     dev: np.ndarray  # raw log change of each head run against the centre
+    on_min: np.ndarray  # per benchmark: judged on its minimum (else its median)
+    episodes: np.ndarray  # benchmarks x full head runs: a slow episode (`slow_episodes`)
 
     @property
     def n_bench(self) -> int:
@@ -93,20 +105,60 @@ class Observations:
         return self.head.shape[1]
 
 
-def _log_medians(
-    runs: Sequence[BenchRun], names: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(log medians, per-round variances, rounds), benchmarks x runs, NaN where absent."""
+@dataclass
+class _Matrices:
+    """One side's runs as benchmarks x runs matrices, NaN where a run lacks a benchmark."""
+
+    median: np.ndarray  # log median
+    low: np.ndarray  # log minimum (NaN when 0)
+    cv2: np.ndarray  # per-round variance of log time
+    rounds: np.ndarray
+
+
+def _matrices(runs: Sequence[BenchRun], names: list[str]) -> _Matrices:
     maps = [r.by_fullname() for r in runs]
-    logs, cv2, rounds = np.full((3, len(names), len(runs)), np.nan)
+    median, low, cv2, rounds = np.full((4, len(names), len(runs)), np.nan)
     for i, name in enumerate(names):
         for k, m in enumerate(maps):
             bench = m.get(name)
             if bench is not None and bench.median > 0:
-                logs[i, k] = math.log(bench.median)
+                median[i, k] = math.log(bench.median)
+                low[i, k] = math.log(bench.min) if bench.min > 0 else math.nan
                 cv2[i, k] = round_variance(bench)
                 rounds[i, k] = bench.rounds
-    return logs, cv2, rounds
+    return _Matrices(median, low, cv2, rounds)
+
+
+def judged_on_minimum(base: _Matrices, head: _Matrices, statistic: str) -> np.ndarray:
+    """Which benchmarks are judged on their minimum: `statistic` "auto", rounds enough in
+    the first head run and in the typical baseline run, and a minimum everywhere present."""
+    if statistic != "auto":
+        return np.zeros(head.median.shape[0], dtype=bool)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no baseline runs: all-NaN rows
+        typical = np.nanmedian(base.rounds, axis=1) if base.rounds.shape[1] else head.rounds[:, 0]
+    enough = (head.rounds[:, 0] >= MIN_ROUNDS_FOR_MIN) & (
+        np.nan_to_num(typical) >= MIN_ROUNDS_FOR_MIN
+    )
+    complete = np.all(np.isfinite(base.low) | ~np.isfinite(base.median), axis=1) & np.all(
+        np.isfinite(head.low) | ~np.isfinite(head.median), axis=1
+    )
+    return enough & complete
+
+
+def slow_episodes(base: _Matrices, head: _Matrices) -> np.ndarray:
+    """benchmarks x head runs: where a head run's median/minimum ratio lies far above the
+    benchmark's usual (a share of its rounds ran slow while others did not: contention on a
+    shared machine, not the code, which would move the minimum too)."""
+    base_gap, head_gap = base.median - base.low, head.median - head.low
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        unknown = np.full(len(head_gap), np.nan)
+        usual = np.nanmedian(base_gap, axis=1) if base_gap.shape[1] else unknown
+        spread = _robust_scales(base_gap) if base_gap.shape[1] else unknown
+        excess = head_gap - usual[:, None]
+        far = np.maximum(EPISODE_LOG, EPISODE_Z * np.nan_to_num(spread))[:, None]
+        return np.nan_to_num(excess, nan=-np.inf) > far
 
 
 def _head_excess(
@@ -140,19 +192,28 @@ def _run_shifts(base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def observe(
-    heads: Sequence[BenchRun], reruns: Sequence[BenchRun], runs: list[BenchRun], names: list[str]
+    heads: Sequence[BenchRun],
+    reruns: Sequence[BenchRun],
+    runs: list[BenchRun],
+    names: list[str],
+    statistic: str = "auto",
 ) -> Observations:
     """The matrices the gate judges: head runs then re-runs as columns of `head`, the
     baselines (oldest first) as columns of `base`, each benchmark's centre and change."""
-    base, base_cv2, base_rounds = _log_medians(runs, names)
-    head, head_cv2, head_rounds = _log_medians([*heads, *reruns], names)
+    base_m = _matrices(runs, names)
+    head_m = _matrices([*heads, *reruns], names)
+    on_min = judged_on_minimum(base_m, head_m, statistic)
+    base = np.where(on_min[:, None], base_m.low, base_m.median)
+    head = np.where(on_min[:, None], head_m.low, head_m.median)
     shifts, centre = _run_shifts(base)
     present = np.isfinite(head)
+    # the count of rounds changes a median's noise; a minimum's is not modelled that way
+    excess = _head_excess(base_m.cv2, base_m.rounds, head_m.cv2, head_m.rounds)
     return Observations(
         names=names,
         base=base,
         head=head,
-        head_excess=_head_excess(base_cv2, base_rounds, head_cv2, head_rounds),
+        head_excess=np.where(on_min[:, None], 0.0, excess),
         n_heads=len(heads),
         k_total=len(runs),
         k_b=np.sum(np.isfinite(base), axis=1),
@@ -161,6 +222,8 @@ def observe(
         shifts=shifts,
         centre=centre,
         dev=head - centre[:, None],
+        on_min=on_min,
+        episodes=slow_episodes(base_m, head_m)[:, : len(heads)],
     )
 
 

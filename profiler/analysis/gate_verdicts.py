@@ -38,6 +38,9 @@ class Verdict:
     # above the minimum effect, the benchmark is too noisy for it with the runs at hand
     detectable: float | None = None
     baseline_log_se: float | None = None  # the part of log_se no head re-run can reduce
+    # what a run's value was: "minimum", "median" or "one round" (median = minimum = mean)
+    statistic: str | None = None
+    slow_episode: bool = False  # the first head run's median jumped while its minimum held
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Comparison:
     reruns: int = 0  # confirmation re-run rounds pooled in
     suspects: list[str] = field(default_factory=list)
     benchmark_reruns: int = 0  # benchmarks run again in all rounds, controls included
+    slow_episodes: list[str] = field(default_factory=list)  # benchmarks, in the first head run
 
     @property
     def regressed(self) -> list[Verdict]:
