@@ -44,6 +44,9 @@ class GateConfig:
     alpha: float = DEFAULT_ALPHA
     min_effect_for: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     statistic: str = "auto"
+    # model contention (one-sided slow runs, `gate_contention`); off: the earlier gate's
+    # symmetric noise alone, kept for the accuracy studies
+    contention: bool = True
     source: str | None = None  # where the settings came from, for the report
 
     @property

@@ -23,6 +23,7 @@ from hotpath.profiler.analysis.gate_verdicts import Comparison, Verdict
 from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
 MW_MIN_ROUNDS = 5
+CONTENDED_NOTE = 0.03  # from this share of contended baseline benchmark-runs, the report says so
 
 
 def judge(
@@ -46,6 +47,13 @@ def judge(
     result.run_shift = shift.run_shift
     result.warnings.extend(shift.warnings)
     evidence = significance(obs, noise, shift, suspected, config)
+    if evidence.contended >= CONTENDED_NOTE:
+        result.warnings.append(
+            f"contention: {evidence.contended:.0%} of the baseline runs' benchmarks ran far "
+            "slower than their calm runs (a busy machine, not the code); a slowdown must show "
+            "in the fastest head run too, so one run proves less here: re-run the suspects "
+            "(--confirm) or run the suite several times"
+        )
     if obs.k_total < LOW_CONFIDENCE_RUNS:
         result.low_confidence = True
         result.warnings.append(_low_confidence(obs.k_total, noise))

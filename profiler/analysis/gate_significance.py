@@ -12,11 +12,13 @@ import numpy as np
 from scipy import stats as sps
 
 from hotpath.profiler.analysis.gate_config import GateConfig
-from hotpath.profiler.analysis.gate_noise import Noise, Observations, Pool, tail_df
+from hotpath.profiler.analysis.gate_contention import contention, floor_p
+from hotpath.profiler.analysis.gate_noise import MAX_DF, Noise, Observations, Pool, tail_df
 from hotpath.profiler.analysis.gate_shift import RunShift
 
 CONFIRM_P = 0.03  # a suspect's re-runs alone must show its change at this one-sided level
 POWER = 0.8  # of the `detectable` change
+CALM_DF = MAX_DF  # tails of a benchmark's calm run-to-run noise (t(3.8) fitted on real runs)
 
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
@@ -54,6 +56,7 @@ class Evidence:
     var_b: np.ndarray  # run-to-run variance, the shift's uncertainty included
     h_b: np.ndarray  # head runs pooled
     k_b: np.ndarray  # baseline runs
+    contended: float = 0.0  # share of the baselines' benchmark-runs contended (beyond calm tails)
 
 
 def significance(
@@ -71,8 +74,22 @@ def significance(
     df = tail_df(noise.scale_df, obs.h_b)
     rerun_counts = np.sum(obs.present[:, obs.n_heads :], axis=1)
     confirming = np.array([n in suspected for n in obs.names]) & (rerun_counts > 0)
-    p, q = _tested(effect, se, df, confirming)
     rerun_effect, rerun_se, rerun_df, rerun_p = _reruns_alone(pooled, obs, noise)
+    t_stat = effect / se
+    p_slow, p_fast = sps.t.sf(t_stat, df), sps.t.cdf(t_stat, df)
+    contended = 0.0
+    if config.contention:
+        # a contended run cannot carry a slowdown: the fastest run must show it too
+        busy = contention(
+            obs.base - obs.shifts[None, :] - obs.centre[:, None], noise.var_b, CALM_DF
+        )
+        one_run_se = np.sqrt(shift.var_b + pooled.baseline_var())
+        floor_slow, floor_fast, _ = floor_p(pooled.effects, one_run_se, CALM_DF, busy)
+        p_slow, p_fast = np.maximum(p_slow, floor_slow), np.maximum(p_fast, floor_fast)
+        r_slow, r_fast, _ = floor_p(pooled.effects[:, obs.n_heads :], one_run_se, CALM_DF, busy)
+        rerun_p = np.maximum(rerun_p, np.where(rerun_effect > 0, r_slow, r_fast))
+        contended = busy.suite_eps
+    p, q = _tested(effect, p_slow, p_fast, confirming)
     family_size = np.where(
         confirming, max(int(confirming.sum()), 1), max(int((~confirming).sum()), 1)
     )
@@ -100,18 +117,17 @@ def significance(
         var_b=shift.var_b,
         h_b=obs.h_b,
         k_b=obs.k_b,
+        contended=contended,
     )
 
 
 def _tested(
-    effect: np.ndarray, se: np.ndarray, df: np.ndarray, confirming: np.ndarray
+    effect: np.ndarray, p_slow: np.ndarray, p_fast: np.ndarray, confirming: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(p, q): one-sided in each direction, each with its own BH, because the gate asks
     "slower?" and improvements are a separate family. The re-run suspects form their own
     families beside the benchmarks not re-run: their re-runs are independent of the screen
     that chose them (and must show the change on their own too, see `gate_judge`)."""
-    t_stat = effect / se
-    p_slow, p_fast = sps.t.sf(t_stat, df), sps.t.cdf(t_stat, df)
     slower = effect > 0
     p = np.where(slower, p_slow, p_fast)
     q = np.ones(effect.size)
