@@ -58,14 +58,32 @@ def test_gates_meant_to_meet_the_bar_do(figures: Figures) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_one_run_on_unchanged_code_stays_within_the_false_alarm_bar(figures: Figures) -> None:
-    """<= 1% of unchanged benchmark comparisons flagged and <= 1 suite run in 20 failed, where
-    the gate before failed 15 in 100 (its medians jump in contention episodes)."""
-    now, before = figures.gates[TODAY]["all"], figures.gates[BEFORE_GATE]["all"]
+@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled"])
+def test_unchanged_code_stays_within_the_false_alarm_bar(figures: Figures, gate: str) -> None:
+    """<= 1% of unchanged benchmark comparisons flagged and <= 1 suite run in 20 failed (the
+    gate before, judging medians under symmetric noise, failed 15 in 100 single runs)."""
+    now = figures.gates[gate]["all"]
     assert now.false_alarms / now.unchanged <= 0.01
     assert now.suite_failures / now.same_commit <= 1 / 20
+
+
+def test_the_gate_before_fails_unchanged_code_far_more_often(figures: Figures) -> None:
+    now, before = figures.gates[TODAY]["all"], figures.gates[BEFORE_GATE]["all"]
     assert before.suite_failures / before.same_commit > 2 * now.suite_failures / now.same_commit
-    assert now.wrong_direction <= 1
+    assert before.false_alarms / before.unchanged > 2 * now.false_alarms / now.unchanged
+
+
+def test_confirm_stays_within_the_false_alarm_rate(figures: Figures) -> None:
+    """--confirm 10 flags <= 1% of unchanged comparisons; its suite failures (6 in 100: re-runs
+    made in the same busy period as the head) are over the bar and bounded here."""
+    now = figures.gates[f"{TODAY} --confirm 10"]["all"]
+    assert now.false_alarms / now.unchanged <= 0.01
+    assert now.suite_failures / now.same_commit <= 1 / 10
+
+
+@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"])
+def test_nothing_is_flagged_the_wrong_way(figures: Figures, gate: str) -> None:
+    assert figures.gates[gate]["all"].wrong_direction == 0
 
 
 def test_confirm_finds_the_changes_where_the_runs_allow(figures: Figures) -> None:
@@ -75,7 +93,6 @@ def test_confirm_finds_the_changes_where_the_runs_allow(figures: Figures) -> Non
         tally = figures.gates[f"{TODAY} --confirm 10"][project]
         assert tally.found_slowdown / tally.changed_slowdown >= 0.90, project
         assert tally.found_speedup / tally.changed_speedup >= 0.85, project
-        assert tally.wrong_direction <= 1, project
 
 
 def test_pytest_benchmark_mean_rule_raises_false_alarms_on_unchanged_code(

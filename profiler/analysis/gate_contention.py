@@ -68,8 +68,11 @@ def contention(resid: np.ndarray, var_b: np.ndarray, df: float) -> Contention:
     with np.errstate(all="ignore"):
         z = resid / np.sqrt(var_b)[:, None]
     slow = present & (np.nan_to_num(z) > CONTENDED_Z) & (np.nan_to_num(resid) > CONTENDED_MIN)
-    calm_share = float(sps.t.sf(CONTENDED_Z, df))  # what calm tails put beyond the line
-    own = np.maximum(slow.sum(axis=1) - calm_share * runs, 0.0)
+    # what calm tails put beyond the line (z is in robust s.d.s, a t's are wider than its scale)
+    calm_share = float(sps.t.sf(CONTENDED_Z * 1.4826 * sps.t.ppf(0.75, df), df))
+    # a benchmark's own slow runs count only beyond what its calm tails make in 19 of 20
+    # histories: one chance exceedance in 15 runs is not a busy machine
+    own = np.maximum(slow.sum(axis=1) - sps.binom.ppf(0.95, runs, calm_share), 0.0)
     cells = int(present.sum())
     beyond = max(float(slow.sum()) - calm_share * cells, 0.0)
     suite_eps = (beyond + EPS_PRIOR * EPS_PRIOR_CELLS) / (cells + EPS_PRIOR_CELLS)

@@ -144,6 +144,7 @@ def benchmark_verdict(
         decision.reasons.append("not judged: the runs are not comparable (see the warnings)")
     if suspect:
         _confirm(decision, i, change, ev)
+    _absolute_too(decision, math.expm1(ev.effect[i] + ev.removed), ev.removed)
     low, high = (
         math.expm1(ev.effect[i] - ev.t_crit[i] * ev.se[i]),
         math.expm1(ev.effect[i] + ev.t_crit[i] * ev.se[i]),
@@ -210,6 +211,23 @@ def _evidence_text(
     if mann_whitney_p is not None:
         text += f"; raw data: Mann-Whitney U p={mann_whitney_p:.2g}"
     return text
+
+
+def _absolute_too(decision: _Decision, raw_change: float, removed: float) -> None:
+    """A verdict must hold in absolute time too, not only against the run's other benchmarks:
+    when a whole-run shift was removed, a benchmark that only moved less than the rest (a
+    change the code made to most of the suite, taken for a slow or fast machine) is not called
+    faster or slower the other way."""
+    against = (decision.verdict == "improved" and raw_change >= 0) or (
+        decision.verdict == "regressed" and raw_change <= 0
+    )
+    if removed and against:
+        decision.verdict = "unchanged"
+        decision.reasons.append(
+            f"{'faster' if raw_change >= 0 else 'slower'} only against the rest of the run: "
+            f"{raw_change:+.1%} in absolute time, after a whole-run shift of "
+            f"{math.expm1(removed):+.1%} was taken for the machine's"
+        )
 
 
 def _decide(

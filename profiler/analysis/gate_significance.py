@@ -72,9 +72,13 @@ def significance(
                   shift.var_b, obs.k_b)  # fmt: skip
     effect, se, _ = pooled.over(np.arange(obs.n_cols))
     df = tail_df(noise.scale_df, obs.h_b)
+    # scales from 5 runs on are robust s.d.s (1.4826 MAD); a t's scale is smaller than its
+    # robust s.d. by `t_unit`: in the t's own units the standard errors are that much smaller
+    unit = np.where(obs.k_b >= 5, t_unit(df), 1.0)
+    se = se / unit
     rerun_counts = np.sum(obs.present[:, obs.n_heads :], axis=1)
     confirming = np.array([n in suspected for n in obs.names]) & (rerun_counts > 0)
-    rerun_effect, rerun_se, rerun_df, rerun_p = _reruns_alone(pooled, obs, noise)
+    rerun_effect, rerun_se, rerun_df, rerun_p = _reruns_alone(pooled, obs, noise, unit)
     t_stat = effect / se
     p_slow, p_fast = sps.t.sf(t_stat, df), sps.t.cdf(t_stat, df)
     contended = 0.0
@@ -83,7 +87,9 @@ def significance(
         busy = contention(
             obs.base - obs.shifts[None, :] - obs.centre[:, None], noise.var_b, CALM_DF
         )
-        one_run_se = np.sqrt(shift.var_b + pooled.baseline_var())
+        one_run_se = np.sqrt(shift.var_b + pooled.baseline_var()) / np.where(
+            obs.k_b >= 5, t_unit(CALM_DF), 1.0
+        )
         floor_slow, floor_fast, _ = floor_p(pooled.effects, one_run_se, CALM_DF, busy)
         p_slow, p_fast = np.maximum(p_slow, floor_slow), np.maximum(p_fast, floor_fast)
         r_slow, r_fast, _ = floor_p(pooled.effects[:, obs.n_heads :], one_run_se, CALM_DF, busy)
@@ -141,12 +147,18 @@ def _tested(
     return p, q
 
 
+def t_unit(df: np.ndarray | float) -> np.ndarray:
+    """A Student t's robust s.d. (1.4826 x its MAD, the 75% point) in units of its scale."""
+    return 1.4826 * sps.t.ppf(0.75, df)
+
+
 def _reruns_alone(
-    pooled: Pool, obs: Observations, noise: Noise
+    pooled: Pool, obs: Observations, noise: Noise, unit: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(log change, se, t degrees of freedom, one-sided p) of the confirmation re-runs on
     their own, free of the head run that chose the suspects; NaN change without re-runs."""
     rerun_effect, rerun_se, rerun_h = pooled.over(np.arange(obs.n_heads, obs.n_cols))
+    rerun_se = rerun_se / unit
     with np.errstate(all="ignore"):
         rerun_t = np.nan_to_num(rerun_effect / rerun_se)
     rerun_df = tail_df(noise.scale_df, np.maximum(rerun_h, 1))
