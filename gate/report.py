@@ -165,6 +165,8 @@ def json_report(comparison: Comparison, profiles: dict[str, str] | None = None) 
                 "baseline_runs": v.baseline_runs,
                 "head_runs": v.head_runs,
                 "confirmation": v.confirmation,
+                "statistic": v.statistic,  # what a run's value was: minimum, median, one round
+                "slow_episode": v.slow_episode,
                 "head_seconds": v.head_seconds,
                 "baseline_seconds": v.baseline_seconds,
                 "min_effect": v.min_effect,

@@ -119,6 +119,9 @@ def test_planted_slowdown_fails_with_reports(toy_runs: dict[str, Path], tmp_path
     assert changed["change"] > 0.3
     assert changed["mann_whitney_p"] is not None and changed["mann_whitney_p"] < 0.001
     assert report["test_toy.py::test_steady"]["verdict"] == "unchanged"
+    # the toy's benchmarks have rounds enough: judged on their minimum, and the report says so
+    assert changed["statistic"] == "minimum" and changed["slow_episode"] is False
+    assert changed["evidence"].split("; ")[1].startswith("minimum ")
     for row in report.values():
         assert {"fullname", "verdict", "change", "ci_low", "ci_high", "p_value", "baseline_runs",
                 "evidence", "quirks", "profile"} <= set(row)  # fmt: skip

@@ -13,6 +13,15 @@ Model (log space, per benchmark b and run k):
   benchmark whose median/minimum ratio lies far above its usual (`EPISODE_LOG`, `EPISODE_Z`
   robust s.d.) had a *slow episode*: the report lists them. `statistic = "median"` in
   `[tool.hotpath.gate]` restores the earlier gate.
+* Contention (`gate_contention`): on a shared runner some runs of a benchmark are much
+  slower (+20% to +200%) with the code unchanged, minimum included when its rounds are long
+  or it has one: noise that only slows, comes in bursts and is no symmetric tail. Each p is
+  the larger of the t test's below and that of the fastest head run under a mixture of calm
+  noise and contended runs, whose share and size are measured on the baselines; the report
+  says when the history is contended. `contention = False` (GateConfig, for the studies)
+  leaves it out. A verdict must also hold in absolute time: after a whole-run shift was
+  removed, a benchmark that only moved less than the rest is not called faster or slower
+  the other way (a change to most of the suite looks like a slow or fast machine).
 
 * `shift[k]` is what moves a whole run: a busier CI runner, a warmer CPU. It is estimated as
   the median over the run's benchmarks (robust to a few real regressions) and, while it stays
@@ -45,7 +54,8 @@ Model (log space, per benchmark b and run k):
   benchmark's per-round spread cv (IQR/1.349 over the median) taken from history, where it is
   the median over many runs. A run's own spread is not used: with 5 rounds, two slow outlier
   rounds made one re-run's IQR 100x its usual and its variance swamp six clean runs.
-* Test: t = change / se, with a Student t whose degrees of freedom are those the scale
+* Test: t = change / se, in the t's own units (a robust s.d. is `t_unit` times a t's scale),
+  with a Student t whose degrees of freedom are those the scale
   estimate is worth (a MAD counts as a sample s.d. of `MAD_EFFICIENCY` as many runs), but at
   most `MAX_DF` for one head run, because run-to-run noise is heavy-tailed (karlicoss/cachew
   0008 vs 0009: on the slow side the 99th percentile of log ratios is 2.9 robust s.d., a

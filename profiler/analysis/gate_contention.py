@@ -7,25 +7,29 @@ the tail of a symmetric law: they only ever slow a benchmark down, they come in 
 benchmarks of one run), and they hit long rounds and single-shot benchmarks hardest, whose
 minimum moves too. A symmetric t fitted to the calm runs calls them regressions.
 
-Model, per benchmark b, for the log change x of one head run against the calm centre (the
-baselines' median, whole-run shift removed):
+Model, per benchmark b, for the log change x of one head run against its baseline centre
+(the baselines' median, whole-run shift removed; robust, so a few contended runs hardly move
+it or the scale):
 
     x = calm noise                      with probability 1 - eps[b]
     x = calm noise + contention         with probability eps[b],  contention ~ Exp(mean mu)
 
-* `eps[b]`: the share of the benchmark's baseline runs far above its calm scale, beyond the
-  share the calm t itself puts there, shrunk towards the whole suite's share (`EPS_WEIGHT`
-  pseudo-runs; contention hits runs, so the suite's other benchmarks tell about this one) and
-  towards a small prior (`EPS_PRIOR` over `EPS_PRIOR_CELLS` cells), so a short calm history
-  is not taken as proof that the machine is never busy.
-* `mu`: the mean log excess of those slow baseline runs over the whole suite, shrunk towards
-  `MU_PRIOR`.
+* `eps[b]`: the benchmark's baseline runs beyond `CONTENDED_Z` calm scales (and 5%), less
+  what its calm tails make there in 19 histories of 20 (one chance exceedance is not a busy
+  machine), shrunk towards the whole suite's share (`EPS_WEIGHT` pseudo-runs: contention hits
+  runs, so the suite's other benchmarks tell about this one), itself shrunk towards a small
+  prior (`EPS_PRIOR` over `EPS_PRIOR_CELLS` cells), so a short calm history is not taken as
+  proof that the machine is never busy.
+* `mu`: the mean log excess of those slow baseline runs, shrunk towards `MU_PRIOR`.
+* `follow`: how often a contended baseline run is followed by a contended one (bursts): H
+  runs made one after the other give contention fewer than H chances to miss them all.
 
 Tests with H head runs of the benchmark (effects after each run's shift):
 * slower: the FASTEST head run is still slow. Under the model a run is at least x slower
   with probability S(x) = (1 - eps) T_sf(x / se) + eps exp(-x / mu), so all H are with
-  S(x_min)^H: contention in one run does not carry the verdict, a code change (in every
-  run) does, and with a calm history (eps ~ 0) it is the calm t test.
+  S(x_min) to the power of `effective_runs`: contention in one run does not carry the
+  verdict, a code change (in every run) does, and with a calm history (eps ~ 0) it is the
+  calm t test.
 * faster: contention only slows, so the fastest run being this fast has, at most,
   p = 1 - (1 - T_cdf(x_min / se))^H under calm noise alone.
 The gate takes the larger of this p and its pooled t test's (`gate_significance`), so a
