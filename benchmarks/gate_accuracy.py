@@ -3,7 +3,8 @@ the same synthetic benchmark histories with regressions of known size planted at
 
     .venv/bin/python benchmarks/gate_accuracy.py [--trials 200] [--benchmarks 40] [--history 30]
         [--sizes 5,10,20] [--per-size 2] [--seed 1] [--confirm 2] [--rerun-shift fresh|shared]
-        [--noise-scale 1] [--scale-spread S] [--confirm-head-runs 3]
+        [--noise-scale 1] [--scale-spread S] [--confirm-head-runs 3] [--noise real|shared]
+        [--max-sigma 0.05]
 
 The defaults are the README's CI workflow: 30 runs of main kept, the suite run three times,
 `--confirm 10` (`--history 10 --confirm-head-runs 1`: a young history and a single run).
@@ -31,8 +32,15 @@ changed `max_time`), so by default each re-run draws its own shift (`--rerun-shi
 harder case: the gate measures each re-run's shift on the controls and assumes nothing);
 `--rerun-shift shared` gives it the head run's shift.
 
-Noise model. MEASURED from the real files in ../shared/corpus/pytest-benchmark/ when the script
-starts (printed with the results):
+Noise model. By default (`--noise real`) FITTED to the real corpus, tests/data/gate_corpus, by
+benchmarks/gate_noise_fit.py (run-to-run noise of the minimum, whole-run shifts, calm tails,
+slow episodes, contended runs; printed with the results). An oracle that knows that model
+(centres and scales from 200 runs without a change, the shifts, tails and contention) is
+printed first, once with the gate's suite-level control (Benjamini-Hochberg) and once with each
+benchmark at p <= 1%. `--max-sigma` caps each benchmark's noise (0.05: the single-run bar).
+
+The earlier model (`--noise shared`), MEASURED from the real files in
+../shared/corpus/pytest-benchmark/ when the script starts (printed with the results):
 * run-to-run noise per benchmark (log scale): the robust s.d. of log(median) ratios of the
   near-A/A pairs, after removing the whole-run shift, divided by sqrt(2) - karlicoss/cachew
   0008 vs 0009 (same machine, 208 benchmarks) and guilhermeleobas/dynamo-bench 0002 vs 0003

@@ -24,7 +24,7 @@ from benchmarks.gate_real import (
 from hotpath.profiler.formats.pytest_benchmark import load_path
 
 # The whole bar (issue 13) for the gate on one run, three pooled runs and --confirm 10. Not
-# met on this corpus: on unchanged code one run and --confirm stay within it, but the
+# met on this corpus: on unchanged code all three stay within it, but the
 # single-shot pyelftools suite and simple_parsing's five benchmarks, run through a long busy
 # period of the machine, hide most of their 15-28% changes (see the README's accuracy part).
 MEETS_BAR = [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"]
@@ -58,7 +58,7 @@ def test_gates_meant_to_meet_the_bar_do(figures: Figures) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled"])
+@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"])
 def test_unchanged_code_stays_within_the_false_alarm_bar(figures: Figures, gate: str) -> None:
     """<= 1% of unchanged benchmark comparisons flagged and <= 1 suite run in 20 failed (the
     gate before, judging medians under symmetric noise, failed 15 in 100 single runs)."""
@@ -71,14 +71,6 @@ def test_the_gate_before_fails_unchanged_code_far_more_often(figures: Figures) -
     now, before = figures.gates[TODAY]["all"], figures.gates[BEFORE_GATE]["all"]
     assert before.suite_failures / before.same_commit > 2 * now.suite_failures / now.same_commit
     assert before.false_alarms / before.unchanged > 2 * now.false_alarms / now.unchanged
-
-
-def test_confirm_stays_within_the_false_alarm_rate(figures: Figures) -> None:
-    """--confirm 10 flags <= 1% of unchanged comparisons; its suite failures (6 in 100: re-runs
-    made in the same busy period as the head) are over the bar and bounded here."""
-    now = figures.gates[f"{TODAY} --confirm 10"]["all"]
-    assert now.false_alarms / now.unchanged <= 0.01
-    assert now.suite_failures / now.same_commit <= 1 / 10
 
 
 @pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"])

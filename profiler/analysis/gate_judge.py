@@ -144,7 +144,7 @@ def benchmark_verdict(
         decision.reasons.append("not judged: the runs are not comparable (see the warnings)")
     if suspect:
         _confirm(decision, i, change, ev)
-    _absolute_too(decision, math.expm1(ev.effect[i] + ev.removed), ev.removed)
+    _absolute_too(decision, math.expm1(ev.effect[i] + ev.removed), ev.removed, min_effect)
     low, high = (
         math.expm1(ev.effect[i] - ev.t_crit[i] * ev.se[i]),
         math.expm1(ev.effect[i] + ev.t_crit[i] * ev.se[i]),
@@ -213,20 +213,23 @@ def _evidence_text(
     return text
 
 
-def _absolute_too(decision: _Decision, raw_change: float, removed: float) -> None:
+def _absolute_too(
+    decision: _Decision, raw_change: float, removed: float, min_effect: float
+) -> None:
     """A verdict must hold in absolute time too, not only against the run's other benchmarks:
     when a whole-run shift was removed, a benchmark that only moved less than the rest (a
-    change the code made to most of the suite, taken for a slow or fast machine) is not called
-    faster or slower the other way."""
-    against = (decision.verdict == "improved" and raw_change >= 0) or (
-        decision.verdict == "regressed" and raw_change <= 0
+    change the code made to most of the suite, or a busy machine's, taken for the run's) is
+    called faster or slower only when its own time moved by the minimum effect that way. On
+    the real corpus this halves one run's false alarms and costs no change of 15% or more;
+    on the synthetic model, whose shifts are all the machine's, it costs some 10% ones."""
+    against = (decision.verdict == "improved" and raw_change > -min_effect) or (
+        decision.verdict == "regressed" and raw_change < min_effect
     )
     if removed and against:
         decision.verdict = "unchanged"
         decision.reasons.append(
-            f"{'faster' if raw_change >= 0 else 'slower'} only against the rest of the run: "
-            f"{raw_change:+.1%} in absolute time, after a whole-run shift of "
-            f"{math.expm1(removed):+.1%} was taken for the machine's"
+            f"{raw_change:+.1%} in absolute time: it moved against the rest of the run only, "
+            f"after a whole-run shift of {math.expm1(removed):+.1%} was taken for the machine's"
         )
 
 
