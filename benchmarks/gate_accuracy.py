@@ -86,6 +86,7 @@ from hotpath.profiler.analysis.gate import (
     confirm_sequentially,
 )
 from hotpath.profiler.analysis.gate_config import GateConfig
+from hotpath.profiler.analysis.gate_noise import robust_scale, t_unit
 from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats, load_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -132,10 +133,6 @@ def real_model(rng: np.random.Generator) -> NoiseModel:
     )  # fmt: skip
 
 
-def _robust_sd(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
-
-
 def _file(prefix: str) -> Path:
     return next(CORPUS.glob(prefix + "*"))
 
@@ -152,7 +149,7 @@ def _pair(first: str, second: str) -> tuple[np.ndarray, float]:
 
 def _heavy(rng: np.random.Generator, size: int | tuple[int, ...], df: float = T_DF) -> np.ndarray:
     """Unit robust-s.d. Student t (`df` degrees of freedom; the MAD of a t is its 75% point)."""
-    return rng.standard_t(df, size) / (1.4826 * sps.t.ppf(0.75, df))
+    return rng.standard_t(df, size) / t_unit(df)
 
 
 def _log_var_spread(logs: np.ndarray) -> float:
@@ -225,8 +222,8 @@ def noise_from_corpus(rng: np.random.Generator) -> NoiseModel:
     dynamo, dynamo_shift = _pair(
         "guilhermeleobas__dynamo-bench__0002", "guilhermeleobas__dynamo-bench__0003"
     )
-    sig_c, sig_d = _robust_sd(cachew) / math.sqrt(2), _robust_sd(dynamo) / math.sqrt(2)
-    tail = float(np.mean(np.abs(cachew) > 4 * _robust_sd(cachew)))
+    sig_c, sig_d = robust_scale(cachew) / math.sqrt(2), robust_scale(dynamo) / math.sqrt(2)
+    tail = float(np.mean(np.abs(cachew) > 4 * robust_scale(cachew)))
     cvs = [
         b.stddev / b.mean
         for name in ("karlicoss__cachew__0008", "guilhermeleobas__dynamo-bench__0002")
@@ -242,7 +239,7 @@ def noise_from_corpus(rng: np.random.Generator) -> NoiseModel:
     # the model's own pair tail share, with its spread of scales
     scales = np.exp(rng.normal(0, spread, 20000))
     model_pair = scales * (_heavy(rng, 20000) - _heavy(rng, 20000))
-    model_tail = float(np.mean(np.abs(model_pair) > 4 * _robust_sd(model_pair)))
+    model_tail = float(np.mean(np.abs(model_pair) > 4 * robust_scale(model_pair)))
     notes = (
         f"measured: cachew 0008/0009 run-to-run {sig_c:.1%} per run (shift {cachew_shift:+.1%}); "
         f"dynamo 0002/0003 (A/A) {sig_d:.1%} (shift {dynamo_shift:+.1%}); median {sigma:.1%}",
@@ -384,7 +381,7 @@ def oracle(
     centre = np.median(null, axis=0)
     scale = 1.4826 * np.median(np.abs(null - centre), axis=0)
     values = np.array([math.log(b.min) for b in head.benchmarks]) - head_shift
-    unit = 1.4826 * sps.t.ppf(0.75, model.tail_df)  # a t's robust s.d.
+    unit = t_unit(model.tail_df)  # a t's robust s.d. in units of its scale
     excess = values - centre
     calm = sps.t.sf(excess / scale * unit, model.tail_df)
     busy = np.exp(-np.maximum(excess, 0.0) / max(model.contended_mu, 1e-9))
@@ -399,12 +396,14 @@ def oracle(
 
 
 def pytest_benchmark_rule(head: BenchRun, base: BenchRun, stat: str, limit: float) -> set[str]:
-    """`--benchmark-compare-fail=STAT:5%`: worse than the one baseline by more than limit."""
+    """`--benchmark-compare-fail=STAT:5%`: worse than the one baseline by more than limit
+    (benchmarks the baseline lacks are not compared)."""
     base_map = base.by_fullname()
     return {
         b.fullname
         for b in head.benchmarks
-        if getattr(b, stat) > getattr(base_map[b.fullname], stat) * (1 + limit)
+        if b.fullname in base_map
+        and getattr(b, stat) > getattr(base_map[b.fullname], stat) * (1 + limit)
     }
 
 

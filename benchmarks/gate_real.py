@@ -51,6 +51,7 @@ from hotpath.profiler.analysis.gate_config import GateConfig
 from hotpath.profiler.formats.pytest_benchmark import BenchRun
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.gate_accuracy import pytest_benchmark_rule
 from benchmarks.gate_corpus.truth import CORPUS, VARIANTS, Truth, load_variant, projects, runs_truth
 
 HISTORY = 15  # baseline runs per comparison, like a CI history of main
@@ -108,18 +109,12 @@ def hotpath_confirm(config: GateConfig, times: int = CONFIRM) -> Judge:
     return judge
 
 
-def pytest_benchmark_rule(statistic: str, limit: float) -> Judge:
-    """`--benchmark-compare-fail=STAT:LIMIT`: worse than the latest baseline run by more than
-    limit (a share); it reports no speedups."""
+def pytest_benchmark_judge(statistic: str, limit: float) -> Judge:
+    """`--benchmark-compare-fail=STAT:LIMIT` against the latest baseline run only (the rule is
+    `gate_accuracy.pytest_benchmark_rule`); it reports no speedups."""
 
     def judge(heads: list[BenchRun], baselines: list[BenchRun], spare: list[BenchRun]) -> Outcome:
-        latest = baselines[-1].by_fullname()
-        regressed = {
-            b.fullname
-            for b in heads[0].benchmarks
-            if b.fullname in latest
-            and getattr(b, statistic) > getattr(latest[b.fullname], statistic) * (1 + limit)
-        }
+        regressed = pytest_benchmark_rule(heads[0], baselines[-1], statistic, limit)
         return regressed, set(), bool(regressed)
 
     return judge
@@ -138,7 +133,9 @@ def hotpath_gates(config: GateConfig, label: str = "") -> list[Gate]:
 def pytest_benchmark_gates() -> list[Gate]:
     return [
         Gate(
-            f"pytest-benchmark {stat}:5%", pytest_benchmark_rule(stat, 0.05), reports_speedups=False
+            f"pytest-benchmark {stat}:5%",
+            pytest_benchmark_judge(stat, 0.05),
+            reports_speedups=False,
         )
         for stat in ("mean", "min")
     ]

@@ -41,11 +41,11 @@ def test_one_contended_head_run_cannot_carry_a_slowdown_but_a_change_in_every_ru
     se = np.full(30, SIGMA)
     one_busy = np.zeros((30, 3))
     one_busy[0, 1] = 0.6  # one of three runs +80%: the fastest is calm
-    p_slow, _, _ = floor_p(one_busy, se, 4.0, model)
+    p_slow, _ = floor_p(one_busy, se, 4.0, model)
     assert p_slow[0] > 0.3
     changed = np.full((30, 3), 0.0)
     changed[0] = [0.2, 0.21, 0.19]  # +22% in every run
-    p_slow, p_fast, _ = floor_p(changed, se, 4.0, model)
+    p_slow, p_fast = floor_p(changed, se, 4.0, model)
     assert p_slow[0] < 1e-3 and p_fast[0] > 0.5
 
 

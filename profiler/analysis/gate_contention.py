@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from hotpath.profiler.analysis.gate_noise import t_unit
+
 CONTENDED_Z = 3.0  # a baseline run this many calm scales slow is a contended run ...
 CONTENDED_MIN = np.log(1.05)  # ... and at least this slow
 EPS_WEIGHT = 10.0  # pseudo-runs of the suite's share behind each benchmark's share
@@ -73,7 +75,7 @@ def contention(resid: np.ndarray, var_b: np.ndarray, df: float) -> Contention:
         z = resid / np.sqrt(var_b)[:, None]
     slow = present & (np.nan_to_num(z) > CONTENDED_Z) & (np.nan_to_num(resid) > CONTENDED_MIN)
     # what calm tails put beyond the line (z is in robust s.d.s, a t's are wider than its scale)
-    calm_share = float(sps.t.sf(CONTENDED_Z * 1.4826 * sps.t.ppf(0.75, df), df))
+    calm_share = float(sps.t.sf(CONTENDED_Z * t_unit(df), df))
     # a benchmark's own slow runs count only beyond what its calm tails make in 19 of 20
     # histories: one chance exceedance in 15 runs is not a busy machine
     own = np.maximum(slow.sum(axis=1) - sps.binom.ppf(0.95, runs, calm_share), 0.0)
@@ -102,15 +104,15 @@ def effective_runs(runs: np.ndarray, model: Contention) -> np.ndarray:
 
 def floor_p(
     effects: np.ndarray, se: np.ndarray, df: float, model: Contention
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(p slower, p faster, fastest log change) per benchmark from the fastest of its runs in
-    `effects` (benchmarks x runs, NaN where absent, changes against the calm centre);
+) -> tuple[np.ndarray, np.ndarray]:
+    """(p slower, p faster) per benchmark from the fastest of its runs in `effects`
+    (benchmarks x runs, NaN where absent, log changes against the baseline centre);
     p = 1 where a benchmark has no run."""
     present = np.isfinite(effects)
     h = present.sum(axis=1)
     if effects.shape[1] == 0:
         ones = np.ones(effects.shape[0])
-        return ones, ones, np.full(effects.shape[0], np.nan)
+        return ones, ones
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without a run
         fastest = np.nanmin(np.where(present, effects, np.nan), axis=1)
@@ -123,4 +125,4 @@ def floor_p(
     runs = effective_runs(h, model)
     p_slow = np.where(h > 0, one_slow**runs, 1.0)
     p_fast = np.where(h > 0, 1 - (1 - sps.t.cdf(z, df)) ** h, 1.0)
-    return p_slow, p_fast, np.where(h > 0, fastest, np.nan)
+    return p_slow, p_fast

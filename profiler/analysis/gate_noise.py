@@ -49,6 +49,12 @@ def robust_scale(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
+def t_unit(df: np.ndarray | float) -> np.ndarray:
+    """A Student t's robust s.d. (`robust_scale` of it: 1.4826 x its MAD, the MAD being its 75%
+    point) in units of its scale: a t's scale is that much smaller than its robust s.d."""
+    return 1.4826 * sps.t.ppf(0.75, df)
+
+
 def _robust_scales(rows: np.ndarray) -> np.ndarray:
     """`robust_scale` of each row (NaN = absent), in one pass over the matrix."""
     finite = np.isfinite(rows)
