@@ -27,10 +27,12 @@ FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/hotpath hotpath
 COPY --from=build /opt/hotpath /opt/hotpath
 COPY --from=assets /build/node_modules/speedscope/dist/release /opt/speedscope
+COPY --from=assets /build/node_modules/swagger-ui-dist /opt/swagger-ui
 ENV PATH=/opt/hotpath/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOTPATH_DATA_DIR=/var/lib/hotpath \
-    HOTPATH_SPEEDSCOPE_DIR=/opt/speedscope
+    HOTPATH_SPEEDSCOPE_DIR=/opt/speedscope \
+    HOTPATH_SWAGGER_UI_DIR=/opt/swagger-ui
 USER hotpath
 WORKDIR /var/lib/hotpath
 VOLUME ["/var/lib/hotpath"]

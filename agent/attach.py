@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotpath.agent.hotpaths import HotPathTracker
-from hotpath.agent.shipper import Shipper
+from hotpath.agent.shipper import (
+    DEFAULT_MAX_SERVER_ERRORS,
+    DEFAULT_MAX_SPOOL_BYTES,
+    DEFAULT_MAX_SPOOL_FILES,
+    Shipper,
+)
 from hotpath.profiler.adapters.pyspy import WindowedSampler
 from hotpath.profiler.formats import collapsed
 from hotpath.profiler.formats import window as wire
@@ -29,6 +34,10 @@ class AttachOptions:
     labels: dict[str, str] = field(default_factory=dict)
     spool_dir: Path = Path("data/spool")
     idle: bool = False  # wall-clock sampling: waiting threads too (py-spy --idle)
+    token: str | None = field(default=None, repr=False)  # never in a log line
+    max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
+    max_spool_files: int = DEFAULT_MAX_SPOOL_FILES
+    max_server_errors: int = DEFAULT_MAX_SERVER_ERRORS  # the same 5xx in a row: set aside
 
 
 @dataclass
@@ -36,8 +45,11 @@ class AttachSummary:
     windows: int = 0
     samples: int = 0
     shipped: int = 0
-    spooled: int = 0  # had to wait in the spool while the server was away
-    rejected: int = 0
+    spooled: int = 0  # had to wait while the server was away
+    quarantined: int = 0  # refused for good by the server, set aside in quarantine/
+    sent_direct: int = 0  # sent from memory: the spool could not be written
+    dropped_full: int = 0  # oldest windows deleted to keep the spool within its caps
+    dropped_memory: int = 0  # lost from the in-memory queue while the spool was unusable
     left: int = 0  # still in the spool at exit; the next agent with this spool sends them
 
 
@@ -66,7 +78,14 @@ def attach(options: AttachOptions) -> AttachSummary:
     # First thing: a signal during the slower set-up below (the tracker's first read imports
     # numpy) must stop the agent cleanly, not abort it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    shipper = Shipper(options.server, options.spool_dir / options.service)
+    shipper = Shipper(
+        options.server,
+        options.spool_dir / options.service,
+        token=options.token,
+        max_spool_bytes=options.max_spool_bytes,
+        max_spool_files=options.max_spool_files,
+        max_server_errors=options.max_server_errors,
+    )
     hot_paths = HotPathTracker(options.pid)
     summary = AttachSummary()
     try:
@@ -95,6 +114,7 @@ def attach(options: AttachOptions) -> AttachSummary:
         hot_paths.close()
         summary.left = shipper.close()
     summary.shipped, summary.spooled = shipper.shipped, shipper.deferred
-    summary.rejected = shipper.rejected
+    summary.quarantined, summary.sent_direct = shipper.quarantined, shipper.sent_direct
+    summary.dropped_full, summary.dropped_memory = shipper.dropped_full, shipper.dropped_memory
     log.info("target %s done: %s", options.pid, summary)
     return summary

@@ -51,6 +51,9 @@ def run_demo(port: int, data_dir: Path, window_s: float) -> None:
             str(data_dir),
             "--log-level",
             "warning",
+            # A demo on this machine alone (127.0.0.1): no tokens to hand out.
+            "--auth",
+            "off",
         ]
     )
     trader = subprocess.Popen([sys.executable, "-m", "hotpath.cli.demo_trader"])

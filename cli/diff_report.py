@@ -11,6 +11,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from hotpath.cli.options import auth_headers
 from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.timespec import parse_time
 
@@ -44,7 +45,12 @@ def parse_side(name: str, specs: Iterable[str]) -> list[tuple[str, str]]:
 
 def fetch_diff(server: str, params: list[tuple[str, str]]) -> dict[str, Any]:
     try:
-        response = httpx.get(server.rstrip("/") + "/api/v1/diff", params=params, timeout=120)
+        response = httpx.get(
+            server.rstrip("/") + "/api/v1/diff",
+            params=params,
+            timeout=120,
+            headers=auth_headers(),
+        )
     except httpx.TransportError as exc:
         raise DiffFailed(f"cannot reach the server at {server}: {exc}") from None
     if response.status_code != 200:

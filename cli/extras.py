@@ -17,7 +17,7 @@ from importlib import metadata
 import click
 
 # The extra each command needs; the other commands run on a plain install.
-COMMAND_EXTRAS = {"serve": "server", "demo": "server", "gate": "gate"}
+COMMAND_EXTRAS = {"serve": "server", "demo": "server", "token": "server", "gate": "gate"}
 
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

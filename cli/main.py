@@ -16,9 +16,9 @@ from hotpath.gate.cli import gate
 
 
 class _Commands(click.Group):
-    """Loads `serve` only when asked, so the agent never imports the server's dependencies;
-    a command that needs an extra (`hotpath.cli.extras`) says so, with exit code 2, when the
-    extra is not installed."""
+    """Loads `serve` and `token` only when asked, so the agent never imports the server's
+    dependencies; a command that needs an extra (`hotpath.cli.extras`) says so, with exit
+    code 2, when the extra is not installed."""
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -29,13 +29,17 @@ class _Commands(click.Group):
         return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), "serve"})
+        return sorted({*super().list_commands(ctx), "serve", "token"})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "serve":
             from hotpath.server.cli import serve
 
             return serve
+        if name == "token":
+            from hotpath.server.token_cli import token
+
+            return token
         return super().get_command(ctx, name)
 
 
@@ -94,6 +98,34 @@ def agent() -> None:
     "Hot-path attribution of wall profiles counts time spent waiting on sockets, locks and "
     "sleeps.",
 )
+@click.option(
+    "--token",
+    envvar="HOTPATH_TOKEN",
+    show_envvar=True,
+    help="Sent as 'Authorization: Bearer TOKEN'. A refused token keeps windows spooled.",
+)
+@click.option(
+    "--spool-max-bytes",
+    default=256 * 2**20,
+    show_default="268435456 = 256 MiB",
+    type=click.IntRange(min=1),
+    help="Cap on the spool's size in bytes; when full, the oldest windows are deleted first.",
+)
+@click.option(
+    "--spool-max-files",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Cap on the windows in the spool; when full, the oldest are deleted first.",
+)
+@click.option(
+    "--max-server-errors",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="A window answered with the same 5xx (except 503) this many times in a row is moved "
+    "to the spool's quarantine/ folder, so the windows behind it go on.",
+)
 def attach(
     pid: int,
     service: str,
@@ -103,8 +135,16 @@ def attach(
     labels: dict[str, str],
     spool_dir: Path,
     idle: bool,
+    token: str | None,
+    spool_max_bytes: int,
+    spool_max_files: int,
+    max_server_errors: int,
 ) -> None:
-    """Attach to a running Python process with py-spy and ship its profile window by window."""
+    """Attach to a running Python process with py-spy and ship its profile window by window.
+
+    The spool is capped and never stops the agent: a full or read-only disk means windows
+    are sent directly from a small in-memory queue; windows the server refuses for good are
+    set aside in SPOOL_DIR/SERVICE/quarantine/ with a .reason file."""
     from hotpath.agent.attach import AttachOptions
     from hotpath.agent.attach import attach as run_attach
     from hotpath.profiler.adapters.pyspy import PySpyError, check_target
@@ -118,6 +158,10 @@ def attach(
         labels=labels,
         spool_dir=spool_dir,
         idle=idle,
+        token=token or None,
+        max_spool_bytes=spool_max_bytes,
+        max_spool_files=spool_max_files,
+        max_server_errors=max_server_errors,
     )
     try:
         check_target(pid)
@@ -128,16 +172,21 @@ def attach(
         summary = run_attach(options)
     except PySpyError as exc:
         raise click.ClickException(str(exc)) from None
+    folder = spool_dir / service
     click.echo(
         f"pid {pid} done: {summary.windows} windows, {summary.samples} samples, "
-        f"{summary.shipped} shipped, {summary.spooled} spooled, {summary.rejected} refused, "
-        f"{summary.left} left in {spool_dir / service}",
+        f"{summary.shipped} shipped, {summary.spooled} spooled, {summary.quarantined} refused "
+        f"(set aside in {folder / 'quarantine'}), {summary.sent_direct} sent directly, "
+        f"{summary.dropped_full} dropped (spool full), {summary.dropped_memory} dropped "
+        f"(memory queue full), {summary.left} left in {folder}",
         err=True,
     )
-    if summary.left or summary.rejected:
+    dropped = summary.dropped_full + summary.dropped_memory
+    if summary.left or summary.quarantined or dropped:
         raise click.ClickException(
-            f"{summary.left} windows could not be delivered (they stay in {spool_dir / service} "
-            f"for the next run) and {summary.rejected} were refused by the server"
+            f"{summary.left} windows could not be delivered (they stay in {folder} for the "
+            f"next run), {summary.quarantined} were refused by the server and {dropped} were "
+            "dropped"
         )
 
 

@@ -14,7 +14,34 @@ from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.model import CPU, PROFILE_TYPES
 from hotpath.profiler.timespec import parse_range
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+_TOKEN_KEY = "hotpath.token"
+
+
+def _keep_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_TOKEN_KEY] = value  # meta is shared by the whole context chain
+
+
+def token_option(command: F) -> F:
+    """`--token` ($HOTPATH_TOKEN): the API token every request of the command sends."""
+    return click.option(
+        "--token",
+        envvar="HOTPATH_TOKEN",
+        show_envvar=True,
+        default=None,
+        expose_value=False,
+        callback=_keep_token,
+        help="API token, sent as Authorization: Bearer (`hotpath token create` makes one).",
+    )(command)
+
+
+def auth_headers() -> dict[str, str]:
+    """The Authorization header of the running command's `--token`, if it has one."""
+    ctx = click.get_current_context(silent=True)
+    token = ctx.meta.get(_TOKEN_KEY) if ctx is not None else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def labels_callback(
@@ -25,9 +52,6 @@ def labels_callback(
         return parse_labels(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def type_option(
@@ -67,7 +91,9 @@ def query(
         *(extra or []),
     ]
     try:
-        response = httpx.get(server.rstrip("/") + path, params=params, timeout=60)
+        response = httpx.get(
+            server.rstrip("/") + path, params=params, timeout=60, headers=auth_headers()
+        )
     except httpx.TransportError as exc:
         raise click.ClickException(f"cannot reach the server at {server}: {exc}") from None
     if response.status_code != 200:

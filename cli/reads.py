@@ -9,7 +9,13 @@ from pathlib import Path
 
 import click
 
-from hotpath.cli.options import DEFAULT_SERVER, labels_callback, query, type_option
+from hotpath.cli.options import (
+    DEFAULT_SERVER,
+    labels_callback,
+    query,
+    token_option,
+    type_option,
+)
 from hotpath.profiler.formats import registry
 
 
@@ -40,6 +46,7 @@ from hotpath.profiler.formats import registry
 )
 @type_option()
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@token_option
 def export(
     service: str,
     start: str,
@@ -100,6 +107,7 @@ def export(
 @type_option("--base-type", default=None, help="Profile type of the base [default: --type].")
 @type_option("--head-type", default=None, help="Profile type of the head [default: --type].")
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@token_option
 def diff(
     service: str,
     base_spec: tuple[str, ...],
@@ -150,6 +158,7 @@ def diff(
 @click.option("--label", "labels", multiple=True, callback=labels_callback, metavar="KEY=VALUE")
 @click.option("--json", "as_json", is_flag=True, help="Print the hot paths as JSON.")
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@token_option
 def paths(
     service: str, start: str, until: str, labels: dict[str, str], as_json: bool, server: str
 ) -> None:

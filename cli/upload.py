@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 import httpx
 
-from hotpath.cli.options import DEFAULT_SERVER, labels_callback, server_error, type_option
+from hotpath.cli.options import (
+    DEFAULT_SERVER,
+    auth_headers,
+    labels_callback,
+    server_error,
+    token_option,
+    type_option,
+)
 from hotpath.profiler.formats import registry
 
 
@@ -29,6 +36,7 @@ class UploadRefused(click.ClickException):
 )
 @type_option(default=None, help="The profile type [default: what the file says].")
 @click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@token_option
 def upload(
     file: Path,
     service: str,
@@ -56,7 +64,7 @@ def upload(
             server.rstrip("/") + "/api/v1/profiles",
             params=params,
             content=data,
-            headers=headers,
+            headers={**headers, **auth_headers()},
             timeout=120,
         )
     except httpx.TransportError as exc:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hotpath.cli.options import token_option
 from hotpath.profiler.analysis.gate_config import (
     GateConfig,
     GateConfigError,
@@ -69,6 +70,7 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     "--server",
     help="hotpath server URL: upload this run (the first RESULTS file) and compare with history.",
 )
+@token_option
 @click.option("--project", help="Project name on the server.")
 @click.option("--branch", help="Branch this run belongs to.")
 @click.option("--commit", help="Commit of this run (default: from the results file).")

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import zstandard
 
+from hotpath.cli.options import auth_headers
+
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 HISTORY_RUNS = 50
 
@@ -49,7 +51,7 @@ def exchange(
     params = {"project": project, "branch": branch}
     if commit:
         params["commit"] = commit
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30, headers=auth_headers()) as client:
         uploaded = call(
             client,
             "POST",

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import zstandard
 
+from hotpath.cli.options import auth_headers
 from hotpath.gate.exchange import GateServerError, call
 from hotpath.profiler.adapters.pyinstrument import DEFAULT_INTERVAL_S, profile_pytest
 from hotpath.profiler.formats import pyinstrument as session_format
@@ -84,7 +85,7 @@ def profile_flagged(
     out_dir.mkdir(parents=True, exist_ok=True)
     rootdir = rootdir.resolve()
     base = server.rstrip("/") if server and project else None
-    client = httpx.Client(base_url=base, timeout=30) if base else None
+    client = httpx.Client(base_url=base, timeout=30, headers=auth_headers()) if base else None
     pair = uuid.uuid4().hex[:12]
     head_commit = commit or _git(rootdir, "rev-parse", "HEAD")
     links: dict[str, ProfileLink] = {}

@@ -11,20 +11,22 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hotpath.profiler.formats.window import SERVICE_NAME_PATTERN
+from hotpath.profiler.formats.window import SERVICE_NAME_PATTERN, printable
 from hotpath.server.alerts import Rule, apply_override, default_rule
+from hotpath.server.auth import page_reader, requires
+from hotpath.server.auth_tokens import ADMIN, READ
 from hotpath.server.storage.alerts import AlertRecord, AlertStatus, AlertStore, StoredRule
 from hotpath.server.tenancy import tenant
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
-page_router = APIRouter(include_in_schema=False)
+page_router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 Tenant = Annotated[str, Depends(tenant)]
 ServiceName = Annotated[str, Field(pattern=SERVICE_NAME_PATTERN)]
-HotPathName = Annotated[str, Field(min_length=1, max_length=112)]
+HotPathName = Annotated[str, Field(min_length=1, max_length=112), AfterValidator(printable)]
 
 
 class RuleIn(BaseModel):
@@ -38,7 +40,7 @@ class RuleIn(BaseModel):
     budget_ms: Annotated[float, Field(gt=0, le=100_000)] | None = None  # None: shipped budget
     fire_after: Annotated[int, Field(ge=1, le=10_000)] | None = None
     resolve_after: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    min_calls: Annotated[int, Field(ge=0)] | None = None
+    min_calls: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     severity: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
     enabled: bool = True
 
@@ -101,7 +103,7 @@ def _rule_out(rule: Rule, service: str | None, hot_path: str | None, interval_s:
     )
 
 
-@router.get("/alert-rules", response_model=RulesOut)
+@router.get("/alert-rules", response_model=RulesOut, dependencies=[Depends(requires(READ))])
 def list_rules(request: Request, tenant: Tenant) -> RulesOut:
     """The default rule (from settings) and every per-hot-path override, as applied."""
     defaults = _defaults(request)
@@ -115,7 +117,12 @@ def list_rules(request: Request, tenant: Tenant) -> RulesOut:
     )
 
 
-@router.put("/alert-rules", response_model=RuleOut, responses={409: {}, 422: {}})
+@router.put(
+    "/alert-rules",
+    response_model=RuleOut,
+    responses={409: {}, 422: {}},
+    dependencies=[Depends(requires(ADMIN))],
+)
 def put_rule(request: Request, tenant: Tenant, rule: RuleIn) -> RuleOut:
     """Create or replace the override of one hot path's rule."""
     stored = _alerts(request).put_rule(
@@ -138,7 +145,12 @@ def put_rule(request: Request, tenant: Tenant, rule: RuleIn) -> RuleOut:
     return _rule_out(applied, stored.service, stored.hot_path, interval)
 
 
-@router.delete("/alert-rules", status_code=204, responses={404: {}})
+@router.delete(
+    "/alert-rules",
+    status_code=204,
+    responses={404: {}},
+    dependencies=[Depends(requires(ADMIN))],
+)
 def delete_rule(request: Request, tenant: Tenant, service: str, hot_path: str) -> Response:
     """Drop an override: the hot path goes back to the default rule."""
     if not _alerts(request).delete_rule(tenant, service, hot_path):
@@ -178,7 +190,7 @@ StateParam = Annotated[Literal["firing", "resolved"] | None, Query()]
 LimitParam = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get("/alerts", response_model=list[AlertOut], dependencies=[Depends(requires(READ))])
 def list_alerts(
     request: Request,
     tenant: Tenant,

@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +15,10 @@ from hotpath.profiler.analysis.attribution import parse_function, under_function
 from hotpath.profiler.formats import FormatError, pyroscope, registry
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.model import CPU
-from hotpath.server.body import decode_body, read_body
-from hotpath.server.ingest_checks import check_piece
+from hotpath.server.auth import public, requires
+from hotpath.server.auth_tokens import INGEST, READ
+from hotpath.server.body import decode_body, read_body, release_memory
+from hotpath.server.ingest_checks import TimeBounds, check_piece, unix_time
 from hotpath.server.params import LabelParam, Profiles, Tenant, TypeParam, selection
 from hotpath.server.settings import Settings
 from hotpath.server.storage.errors import StorageUnavailable
@@ -29,6 +31,8 @@ class IngestResponse(BaseModel):
     window_id: int | None
     duplicate: bool
     samples: int
+    # What was stored with less than was sent (hot paths past max_hot_paths_per_service).
+    warnings: list[str] = []
 
 
 class ServiceOut(BaseModel):
@@ -44,7 +48,12 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-@router.get("/healthz", tags=["health"])
+def accepted_times(settings: Settings) -> TimeBounds:
+    """The times ingest accepts now (server/ingest_checks.py)."""
+    return TimeBounds.around_now(settings.retention_raw, settings.max_future_s)
+
+
+@router.get("/healthz", tags=["health"], dependencies=[Depends(public)])
 def health(request: Request) -> JSONResponse:
     try:
         request.app.state.storage.upkeep.ping()
@@ -55,6 +64,7 @@ def health(request: Request) -> JSONResponse:
 
 @router.post(
     "/api/v1/windows",
+    dependencies=[Depends(requires(INGEST))],
     response_model=IngestResponse,
     tags=["ingest"],
     responses={
@@ -73,22 +83,38 @@ async def ingest_window(
     settings = _settings(request)
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
-        body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
+        body,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.trim_after_bytes,
     )
+    decoded = len(data)
     try:
-        window = wire.Window.model_validate_json(data)
-        wire.check_limits(window, settings.window_limits)
+        window = wire.parse(data, settings.window_limits)
+        accepted_times(settings).check("the window", window.start, window.end)
     except ValidationError as exc:
+        release_memory(decoded, settings.trim_after_bytes)
         raise HTTPException(422, f"invalid window: {_errors(exc)}") from None
     except wire.LimitExceeded as exc:
+        release_memory(decoded, settings.trim_after_bytes)
         raise HTTPException(413, f"window too large: {exc}") from None
+    except ValueError as exc:  # its times
+        raise HTTPException(422, f"invalid window: {exc}") from None
+    del data
     piece = Piece.from_window(window, tenant_id)
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
     result = await run_in_threadpool(store.put, piece)
-    request.app.state.metrics.window_ingested(window, result, len(body))
+    request.app.state.metrics.window_ingested(
+        window, result, len(body), agent_dropped(request.headers.get(DROPPED_HEADER))
+    )
+    del window, piece, body  # the large objects, before their memory is handed back
+    release_memory(decoded, settings.trim_after_bytes)
     response.status_code = 200 if result.duplicate else 201
     return IngestResponse(
-        window_id=result.window_id, duplicate=result.duplicate, samples=result.samples
+        window_id=result.window_id,
+        duplicate=result.duplicate,
+        samples=result.samples,
+        warnings=list(result.warnings),
     )
 
 
@@ -96,7 +122,12 @@ async def ingest_window(
 _PYROSCOPE_FORMATS = {"folded": "collapsed", "collapsed": "collapsed", "pprof": "pprof"}
 
 
-@router.post("/ingest", tags=["ingest"], response_model=IngestResponse)
+@router.post(
+    "/ingest",
+    tags=["ingest"],
+    response_model=IngestResponse,
+    dependencies=[Depends(requires(INGEST))],
+)
 async def ingest_pyroscope(
     request: Request,
     response: Response,
@@ -117,12 +148,16 @@ async def ingest_pyroscope(
         raise HTTPException(415, f"format {format!r} is not supported here: send one of {known}")
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
-        body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
+        body,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.trim_after_bytes,
     )
     now = datetime.now(UTC).timestamp()
     try:
         start, end = (from_ if from_ is not None else now), (until if until is not None else now)
-        begins, ends = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+        begins, ends = unix_time("from", start), unix_time("until", end)
+        accepted_times(settings).check("from..until", begins, ends)
         service, labels = pyroscope.parse_app_name(name)
         profiles = registry.load(data, _PYROSCOPE_FORMATS[format])
         # Pyroscope clients send no key: the content is the identity, so a retry dedupes.
@@ -139,8 +174,7 @@ async def ingest_pyroscope(
             )
             for profile in profiles
         ]
-        for piece in pieces:
-            check_piece(piece, settings.window_limits)
+        pieces = [check_piece(piece, settings.window_limits) for piece in pieces]
     except (FormatError, UnicodeDecodeError) as exc:
         raise HTTPException(422, f"invalid {format} profile: {exc}") from None
     except wire.LimitExceeded as exc:
@@ -154,6 +188,9 @@ async def ingest_pyroscope(
         result = await run_in_threadpool(store.put, piece)
         request.app.state.metrics.piece_ingested(service, result, len(body))
         results.append(result)
+    decoded = len(data)
+    del data, body, profiles, pieces, piece  # the large objects, before their memory goes back
+    release_memory(decoded, settings.trim_after_bytes)
     response.status_code = 200
     return IngestResponse(
         window_id=results[0].window_id if len(results) == 1 else None,
@@ -162,7 +199,12 @@ async def ingest_pyroscope(
     )
 
 
-@router.get("/api/v1/services", response_model=list[ServiceOut], tags=["query"])
+@router.get(
+    "/api/v1/services",
+    response_model=list[ServiceOut],
+    tags=["query"],
+    dependencies=[Depends(requires(READ))],
+)
 def list_services(store: Profiles, tenant_id: Tenant) -> list[ServiceOut]:
     """The tenant's services, each with the profile types it has."""
     return [
@@ -180,8 +222,13 @@ def list_services(store: Profiles, tenant_id: Tenant) -> list[ServiceOut]:
 
 @router.get(
     "/api/v1/profile",
+    dependencies=[Depends(requires(READ))],
     tags=["query"],
-    responses={200: {"content": {"text/plain": {}, "application/json": {}}}, 404: {}, 422: {}},
+    responses={
+        200: {"content": {registry.media_type(f): {} for f in registry.writable()}},
+        404: {},
+        422: {},
+    },
 )
 def get_profile(
     store: Profiles,
@@ -212,6 +259,22 @@ def get_profile(
         media_type=registry.media_type(format),
         headers=headers,
     )
+
+
+DROPPED_HEADER = "x-hotpath-agent-dropped"
+_DROP_REASONS = ("spool_full", "memory_full")
+_MAX_DROPPED = 10**7  # per request: more than an agent can have dropped between deliveries
+
+
+def agent_dropped(header: str | None) -> dict[str, int]:
+    """The agent's `X-Hotpath-Agent-Dropped: spool_full=N,memory_full=M` (windows it dropped
+    since its last delivery). A malformed header is ignored: it only feeds a metric."""
+    counts: dict[str, int] = {}
+    for part in (header or "")[:200].split(","):
+        reason, _, value = part.strip().partition("=")
+        if reason in _DROP_REASONS and value.isdigit() and 0 < int(value) <= _MAX_DROPPED:
+            counts[reason] = int(value)
+    return counts
 
 
 def _errors(exc: ValidationError) -> str:

@@ -7,7 +7,8 @@ the loader's message, and stores nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
@@ -17,8 +18,13 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hotpath.profiler.analysis.changepoint import ChangePoint, e_divisive
-from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, load_run
-from hotpath.server.body import decode_body, read_body
+from hotpath.profiler.formats.pytest_benchmark import BenchResultsError, BenchRun, load_run
+from hotpath.profiler.formats.window import clean_name
+from hotpath.server.auth import CurrentPrincipal, requires
+from hotpath.server.auth_tokens import INGEST, PUBLISH, READ
+from hotpath.server.body import decode_body, read_body, release_memory
+from hotpath.server.ingest_checks import EPOCH, TimeBounds
+from hotpath.server.params import RowId, refuse_control_characters
 from hotpath.server.storage.bench import BenchStore, Point, RunMeta
 from hotpath.server.tenancy import tenant
 
@@ -97,6 +103,7 @@ class HistoryOut(BaseModel):
 
 
 def bench_store(request: Request) -> BenchStore:
+    refuse_control_characters(request)  # as the profile store does (server/params.py)
     return request.app.state.storage.bench  # type: ignore[no-any-return]
 
 
@@ -110,8 +117,26 @@ def _run_out(meta: RunMeta) -> RunOut:
     return RunOut(**vars(meta), url=run_page_url(meta))
 
 
+def check_run(run: BenchRun, commit: str | None, max_future_s: float) -> None:
+    """ValueError naming what the run holds that cannot be stored: a time past now +
+    max_future_s or before 1970 (a run is history: no retention bounds it), or, when the
+    upload names no commit, a commit_info.id that is not one (the column holds 64 chars)."""
+    if run.datetime is not None:
+        latest = datetime.now(UTC) + timedelta(seconds=max_future_s)
+        TimeBounds(EPOCH, latest, "1970", f"now + max_future_s ({max_future_s:g} s)").check(
+            "the run's datetime", run.datetime, run.datetime
+        )
+    found = run.commit_id()
+    if commit is None and found is not None and not re.match(COMMIT_PATTERN, found):
+        raise ValueError(
+            f"commit_info.id {found[:80]!r} is not a commit id ({COMMIT_PATTERN}): "
+            "name the commit with commit="
+        )
+
+
 @router.post(
     "/runs",
+    dependencies=[Depends(requires(INGEST))],
     response_model=UploadOut,
     responses={
         200: {"description": "these bytes were already stored for this project and branch"},
@@ -125,36 +150,53 @@ async def upload_run(
     request: Request,
     response: Response,
     tenant: Tenant,
+    principal: CurrentPrincipal,
     project: Project,
     branch: Branch,
     commit: Annotated[str | None, Query(pattern=COMMIT_PATTERN)] = None,
 ) -> UploadOut:
-    """Store one pytest-benchmark JSON file (the body, optionally zstd- or gzip-encoded)."""
+    """Store one pytest-benchmark JSON file (the body, optionally zstd- or gzip-encoded).
+    A protected branch (the gate's baseline, `protected_branches`) needs the publish scope."""
     settings = request.app.state.settings
+    if settings.protected(branch) and PUBLISH not in principal.scopes:
+        raise HTTPException(
+            403,
+            f"branch {branch!r} is protected (protected_branches): writing its benchmark "
+            "history needs a token with the publish scope",
+        )
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
-        body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
+        body,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.trim_after_bytes,
     )
-    source = request.headers.get("x-hotpath-source") or "upload"
+    source = clean_name(request.headers.get("x-hotpath-source") or "upload")
     try:
         run = load_run(data, source[:200])
+        check_run(run, commit, settings.max_future_s)
     except BenchResultsError as exc:
         raise HTTPException(422, f"not a readable pytest-benchmark result: {exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, f"{source}: {exc}") from None
     if not run.benchmarks:
         raise HTTPException(422, f"{source}: the run holds no benchmarks: nothing to store")
     stored = await run_in_threadpool(
         bench_store(request).add_run, tenant, project, branch, commit, data, run
     )
+    decoded, quirks = len(data), run.quirks
+    del data, body, run  # the large objects, before their memory is handed back
+    release_memory(decoded, settings.trim_after_bytes)
     response.status_code = 201 if stored.created else 200
-    return UploadOut(run=_run_out(stored.meta), created=stored.created, quirks=list(run.quirks))
+    return UploadOut(run=_run_out(stored.meta), created=stored.created, quirks=list(quirks))
 
 
-@router.get("/projects", response_model=list[ProjectOut])
+@router.get("/projects", response_model=list[ProjectOut], dependencies=[Depends(requires(READ))])
 def list_projects(request: Request, tenant: Tenant) -> list[ProjectOut]:
     return [ProjectOut(**vars(p)) for p in bench_store(request).projects(tenant)]
 
 
-@router.get("/runs", response_model=list[RunOut])
+@router.get("/runs", response_model=list[RunOut], dependencies=[Depends(requires(READ))])
 def list_runs(
     request: Request,
     tenant: Tenant,
@@ -167,18 +209,27 @@ def list_runs(
 
 
 # An unknown run id raises `UnknownRun`: 404 "no benchmark run N" (server/error_handlers.py).
-@router.get("/runs/{run_id}", response_model=RunOut, responses={404: {}})
-def get_run(request: Request, tenant: Tenant, run_id: int) -> RunOut:
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunOut,
+    responses={404: {}},
+    dependencies=[Depends(requires(READ))],
+)
+def get_run(request: Request, tenant: Tenant, run_id: RowId) -> RunOut:
     return _run_out(bench_store(request).run(tenant, run_id))
 
 
-@router.get("/runs/{run_id}/raw", responses={200: {"content": {"application/json": {}}}, 404: {}})
-def get_raw(request: Request, tenant: Tenant, run_id: int) -> Response:
+@router.get(
+    "/runs/{run_id}/raw",
+    responses={200: {"content": {"application/json": {}}}, 404: {}},
+    dependencies=[Depends(requires(READ))],
+)
+def get_raw(request: Request, tenant: Tenant, run_id: RowId) -> Response:
     """The pytest-benchmark JSON exactly as uploaded."""
     return Response(bench_store(request).raw(tenant, run_id), media_type="application/json")
 
 
-@router.get("/history", response_model=HistoryOut)
+@router.get("/history", response_model=HistoryOut, dependencies=[Depends(requires(READ))])
 def history(
     request: Request,
     tenant: Tenant,

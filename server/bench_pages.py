@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from hotpath.server.auth import page_reader
 from hotpath.server.bench_api import (
     BRANCH_PATTERN,
     PROJECT_PATTERN,
@@ -29,7 +30,7 @@ from hotpath.server.pages import templates
 from hotpath.server.storage.bench import Point, ProfileSeries, RunMeta
 from hotpath.server.tenancy import tenant
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
 Tenant = Annotated[str, Depends(tenant)]
 
 # The project page detects change points over this many newest runs of each benchmark.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +20,16 @@ import click
     help="Folder for the SQLite database [default: ./data or $HOTPATH_DATA_DIR]",
 )
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: str) -> None:
+@click.option(
+    "--auth",
+    type=click.Choice(["required", "off"]),
+    default=None,
+    help="Tokens required on every route but the health check and sign-in [default: required, "
+    "or $HOTPATH_AUTH]; off is refused unless --host is a loopback address.",
+)
+def serve(
+    host: str, port: int, db_url: str, data_dir: Path | None, log_level: str, auth: str | None
+) -> None:
     """Run the hotpath server (FastAPI on uvicorn)."""
     import uvicorn
 
@@ -32,7 +42,14 @@ def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: s
         overrides["db_url"] = db_url
     if data_dir is not None:
         overrides["data_dir"] = data_dir
+    if auth is not None:
+        overrides["auth"] = auth
     settings = Settings(**overrides)
+    if settings.auth == "off" and not is_loopback(host):
+        raise click.UsageError(
+            f"--auth off serves every tenant's data to anyone who can reach {host}: "
+            "only a loopback --host (127.0.0.1, ::1, localhost) may run without tokens"
+        )
     try:
         app = create_app(settings)
     except StorageUnavailable as exc:
@@ -40,8 +57,19 @@ def serve(host: str, port: int, db_url: str, data_dir: Path | None, log_level: s
             f"cannot open the database {_shown(settings.database_url())}: {exc.reason}"
         ) from None
     shown = _shown(settings.database_url())
-    click.echo(f"hotpath server on http://{host}:{port}  (database: {shown})")
+    click.echo(
+        f"hotpath server on http://{host}:{port}  (database: {shown}, auth: {settings.auth})"
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _shown(url: str) -> str:

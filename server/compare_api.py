@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from hotpath.profiler.analysis.diff import compare, estimate_dispersion
 from hotpath.profiler.analysis.difftree import diff_tree
 from hotpath.profiler.model import CPU, Profile
+from hotpath.server.auth import requires
+from hotpath.server.auth_tokens import READ
 from hotpath.server.params import (
     LabelParam,
     Profiles,
@@ -22,7 +24,7 @@ from hotpath.server.params import (
 )
 from hotpath.server.storage.profiles import ProfileStore, Selection
 
-router = APIRouter(prefix="/api/v1", tags=["compare"])
+router = APIRouter(prefix="/api/v1", tags=["compare"], dependencies=[Depends(requires(READ))])
 
 
 class Side(BaseModel):

@@ -12,7 +12,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hotpath.server.storage.errors import Conflict, StorageUnavailable, UnknownRun, UnknownService
+from hotpath.server.storage.errors import (
+    Conflict,
+    SeriesLimitExceeded,
+    StorageUnavailable,
+    UnknownRun,
+    UnknownService,
+)
 
 log = logging.getLogger("hotpath.server")
 
@@ -28,6 +34,12 @@ async def unknown_run(_request: Request, exc: Exception) -> JSONResponse:
 
 async def conflict(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, 409)
+
+
+async def series_limit(_request: Request, exc: Exception) -> JSONResponse:
+    """422, not 429: waiting does not make room (only the service's series going quiet for
+    the active window does), so the sender should set the window aside, not retry it."""
+    return JSONResponse({"detail": str(exc), "limit": "max_series_per_service"}, 422)
 
 
 async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
@@ -47,4 +59,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownService, unknown_service)
     app.add_exception_handler(UnknownRun, unknown_run)
     app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(SeriesLimitExceeded, series_limit)
     app.add_exception_handler(StorageUnavailable, storage_unavailable)

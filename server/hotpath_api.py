@@ -10,12 +10,14 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from hotpath.profiler.analysis.attribution import FunctionShare, attribute, parse_function
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.profiler.model import CPU
+from hotpath.server.auth import requires
+from hotpath.server.auth_tokens import READ
 from hotpath.server.params import (
     LabelParam,
     Profiles,
@@ -26,7 +28,7 @@ from hotpath.server.params import (
 )
 from hotpath.server.storage.profiles import ProfileStore, Selection
 
-router = APIRouter(prefix="/api/v1", tags=["hot paths"])
+router = APIRouter(prefix="/api/v1", tags=["hot paths"], dependencies=[Depends(requires(READ))])
 
 
 class HotPathOut(BaseModel):
@@ -174,7 +176,11 @@ class AttributionOut(BaseModel):
     summary: str
 
 
-@router.get("/hotpaths/{name}/attribution", response_model=AttributionOut)
+@router.get(
+    "/hotpaths/{name}/attribution",
+    response_model=AttributionOut,
+    responses={409: {"description": "The hot path's agent sent no function to attribute"}},
+)
 def hot_path_attribution(
     store: Profiles,
     tenant_id: Tenant,

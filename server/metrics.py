@@ -14,6 +14,13 @@ edges: each goes wholly to the first `le` at or above its midpoint, the same mid
 `Histogram.over` and the quantiles use, so a call is misplaced only when it lies within
 0.8% of an edge, and `hotpath_hot_path_over_budget_total` agrees with the `le` bucket of a
 budget that is itself an edge. Calls of 100 s or more (our overflow bucket) land in +Inf.
+
+Size: the families whose label sets come from what clients send (per service, per hot path,
+firing alerts) export at most `max_metrics_series` series together (`SeriesBudget`): a label
+set is admitted whole on first use while it fits and kept for good (counters must not
+vanish); updates of label sets that do not fit are counted in
+`hotpath_metrics_series_dropped_total{family}`. The other families are bounded by the code
+(routes, statuses, reasons).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -46,6 +53,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
+from hotpath.server.auth import requires
+from hotpath.server.auth_tokens import METRICS
 from hotpath.server.storage.alerts import AlertStore
 from hotpath.server.storage.errors import StorageUnavailable
 from hotpath.server.storage.upkeep import Upkeep
@@ -75,6 +84,71 @@ REJECTION_REASONS = {
 }
 
 
+# Series one label set adds to /metrics. A service: windows (2 outcomes) and samples, bytes and
+# refused hot-path names, and agents' dropped windows (2 reasons), each a counter with its
+# `_created` gauge. A hot path: its histogram
+# (the `le` buckets, _sum, _count), budget and over-budget calls.
+SERVICE_SERIES = 2 * 2 + 2 + 2 + 2 + 2 * 2
+HOT_PATH_SERIES = len(_LE_LABELS) + 2 + 1 + 1
+
+
+class SeriesBudget:
+    """How many series the client-driven families may still add, and what was dropped."""
+
+    def __init__(self, max_series: int) -> None:
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._admitted: set[tuple[str, ...]] = set()
+        self._used = 0
+        self._dropped: dict[str, int] = {}
+
+    def admit(self, family: str, key: tuple[str, ...], cost: int) -> bool:
+        """Whether updates of this label set are exported; counts a drop when not."""
+        if (family, *key) in self._admitted:  # the common case: no lock
+            return True
+        with self._lock:
+            if (family, *key) in self._admitted:
+                return True
+            if self._used + cost <= self.max_series:
+                self._admitted.add((family, *key))
+                self._used += cost
+                return True
+            self._dropped[family] = self._dropped.get(family, 0) + 1
+            return False
+
+    def room(self) -> int:
+        return self.max_series - self._used
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily(
+            "hotpath_metrics_series_dropped",
+            "Updates not exported: their new label set would take /metrics past max_metrics_series",
+            labels=["family"],
+        )
+        with self._lock:
+            counts, used = sorted(self._dropped.items()), self._used
+        for family, count in counts:
+            dropped.add_metric([family], float(count))
+        limit = GaugeMetricFamily(
+            "hotpath_metrics_series_max", "max_metrics_series: the bound on the families below"
+        )
+        limit.add_metric([], float(self.max_series))
+        taken = GaugeMetricFamily(
+            "hotpath_metrics_series_used",
+            "Series taken by the per-service and per-hot-path families",
+        )
+        taken.add_metric([], float(used))
+        yield from (dropped, limit, taken)
+
+
+class BudgetCollector(Collector):
+    def __init__(self, budget: SeriesBudget) -> None:
+        self.budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        return self.budget.collect()
+
+
 @dataclass
 class _HotPathSeries:
     buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(_LE_LABELS), np.int64))
@@ -86,11 +160,14 @@ class _HotPathSeries:
 class HotPathCollector(Collector):
     """The hot-path histograms, budgets and over-budget calls this server has ingested."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: SeriesBudget | None = None) -> None:
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], _HotPathSeries] = {}
+        self.budget = budget or SeriesBudget(10_000)
 
     def add(self, service: str, hot_path: wire.HotPathWindow) -> None:
+        if not self.budget.admit("hot_path", (service, hot_path.name), HOT_PATH_SERIES):
+            return
         # Sparse: a window's delta has a few dozen non-empty buckets out of ~1,700, so this
         # walks them instead of building a dense `Histogram` (5x faster per window).
         histogram = hot_path.histogram
@@ -156,10 +233,12 @@ class DatabaseCollector(Collector):
         upkeep: Upkeep,
         alerts: AlertStore,
         maintenance_last_run: Callable[[], float | None],
+        budget: SeriesBudget | None = None,
     ) -> None:
         self.upkeep = upkeep
         self.alerts = alerts
         self.maintenance_last_run = maintenance_last_run
+        self.budget = budget or SeriesBudget(10_000)
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
@@ -175,6 +254,10 @@ class DatabaseCollector(Collector):
             "hotpath_alerts_firing",
             "1 per firing hot-path alert",
             labels=["service", "hot_path", "severity"],
+        )
+        unexported = GaugeMetricFamily(
+            "hotpath_alerts_firing_unexported",
+            "Firing label sets left out of hotpath_alerts_firing: /metrics is at its bound",
         )
         pending = GaugeMetricFamily(
             "hotpath_alert_notifications_pending", "Webhook notifications not delivered yet"
@@ -200,15 +283,18 @@ class DatabaseCollector(Collector):
         for a in firing_now:
             labels = (a.service, a.hot_path, a.severity)
             per_labels[labels] = per_labels.get(labels, 0) + 1
-        for labels, count in sorted(per_labels.items()):
+        # What the ingest families left of the bound, read per scrape (a gauge may shrink).
+        shown = sorted(per_labels.items())[: max(0, self.budget.room())]
+        for labels, count in shown:
             firing.add_metric(list(labels), float(count))
+        unexported.add_metric([], float(len(per_labels) - len(shown)))
         up.add_metric([], 1.0)
         oldest, evaluated = figures.oldest_unrolled_end_us, figures.alerts_evaluated_until_us
         rollup_lag.add_metric([], max(0.0, now - oldest / 1e6) if oldest is not None else 0.0)
         if evaluated is not None:
             alert_lag.add_metric([], max(0.0, now - evaluated / 1e6))
         pending.add_metric([], float(waiting))
-        yield from (up, rollup_lag, alert_lag, firing, pending, maintenance)
+        yield from (up, rollup_lag, alert_lag, firing, unexported, pending, maintenance)
 
 
 class Metrics:
@@ -219,9 +305,11 @@ class Metrics:
         upkeep: Upkeep,
         alerts: AlertStore,
         maintenance_last_run: Callable[[], float | None] = lambda: None,
+        max_series: int = 10_000,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.budget = SeriesBudget(max_series)
         self.windows = Counter(
             "hotpath_ingest_windows",
             "Windows received, by outcome (stored, or duplicate of a stored one)",
@@ -243,6 +331,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.agent_dropped = Counter(
+            "hotpath_agent_windows_dropped",
+            "Windows agents dropped before delivery: the spool full (oldest first), or the "
+            "memory queue full while the spool disk failed; reported with their next window",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.hot_paths_refused = Counter(
+            "hotpath_ingest_hot_paths_refused",
+            "Hot paths left out of stored windows: new names past max_hot_paths_per_service",
+            ["service"],
+            registry=r,
+        )
         self.requests = Histogram(
             "hotpath_http_request_duration_seconds",
             "HTTP request latency by route template",
@@ -250,14 +351,35 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
-        self.hot_paths = HotPathCollector()
+        self.hot_paths = HotPathCollector(self.budget)
         r.register(self.hot_paths)
-        r.register(DatabaseCollector(upkeep, alerts, maintenance_last_run))
+        r.register(DatabaseCollector(upkeep, alerts, maintenance_last_run, self.budget))
+        r.register(BudgetCollector(self.budget))
         ProcessCollector(registry=r)
 
-    def window_ingested(self, window: wire.Window, result: IngestResult, body_bytes: int) -> None:
-        """Called by the ingest routes after the store answered."""
-        self.piece_ingested(window.service, result, body_bytes, window.hot_paths)
+    def window_ingested(
+        self,
+        window: wire.Window,
+        result: IngestResult,
+        body_bytes: int,
+        agent_dropped: dict[str, int] | None = None,
+    ) -> None:
+        """Called by the ingest routes after the store answered. Hot paths the store left
+        out (names past the limit) are not exported either. `agent_dropped`: windows the
+        agent dropped since its last delivery, by reason, counted once (a duplicate is the
+        retry of a delivery already counted)."""
+        hot_paths: Iterable[wire.HotPathWindow] = window.hot_paths
+        if result.dropped_hot_paths:
+            left_out = set(result.dropped_hot_paths)
+            hot_paths = [h for h in window.hot_paths if h.name not in left_out]
+        self.piece_ingested(window.service, result, body_bytes, hot_paths)
+        if (
+            agent_dropped
+            and not result.duplicate
+            and self.budget.admit("service", (window.service,), SERVICE_SERIES)
+        ):
+            for reason, count in agent_dropped.items():
+                self.agent_dropped.labels(window.service, reason).inc(count)
 
     def piece_ingested(
         self,
@@ -267,12 +389,16 @@ class Metrics:
         hot_paths: Iterable[wire.HotPathWindow] = (),
     ) -> None:
         """The same for a piece that did not come as an agent window (no hot paths)."""
-        outcome = "duplicate" if result.duplicate else "stored"
-        self.windows.labels(service, outcome).inc()
+        if self.budget.admit("service", (service,), SERVICE_SERIES):
+            outcome = "duplicate" if result.duplicate else "stored"
+            self.windows.labels(service, outcome).inc()
+            if not result.duplicate:
+                self.samples.labels(service).inc(result.samples)
+                self.bytes.labels(service).inc(body_bytes)
+            if result.dropped_hot_paths:
+                self.hot_paths_refused.labels(service).inc(len(result.dropped_hot_paths))
         if result.duplicate:
             return
-        self.samples.labels(service).inc(result.samples)
-        self.bytes.labels(service).inc(body_bytes)
         for hot_path in hot_paths:
             self.hot_paths.add(service, hot_path)
 
@@ -315,7 +441,7 @@ class RequestMetrics:
                 self.metrics.rejections.labels(reason).inc()
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(requires(METRICS))])
 
 
 @router.get("/metrics")

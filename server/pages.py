@@ -8,16 +8,17 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from hotpath.profiler.model import CPU, ProfileType
+from hotpath.server.auth import page_reader
 from hotpath.server.hotpath_api import attribution_for, summarise
 from hotpath.server.params import Profiles, Tenant, parse_type, selection
 from hotpath.server.storage.profiles import ProfileStore, Selection
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_reader)])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 RANGE_PRESETS = [

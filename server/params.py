@@ -1,13 +1,14 @@
-"""The query pieces every read route shares: the tenant, the profile store, the profile type
-(`type=`, cpu by default; an unknown one is a 422 naming the known ones), labels, and the
-contract's `Selection` made from them."""
+"""The query pieces every read route shares: the tenant, the profile store (which refuses
+parameters holding control characters), the profile type (`type=`, cpu by default; an unknown
+one is a 422 naming the known ones), labels, and the contract's `Selection` made from them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
+from hotpath.profiler.formats.window import clean_name
 from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.model import PROFILE_TYPES, ProfileType, profile_type
 from hotpath.profiler.timespec import parse_range
@@ -20,9 +21,21 @@ TypeParam = Annotated[
     str, Query(description=f"the profile type: {', '.join(PROFILE_TYPES)} (default cpu)")
 ]
 Tenant = Annotated[str, Depends(tenant)]
+# A row id: what a BIGINT (and SQLite's INTEGER) holds; larger would fail in the driver.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def refuse_control_characters(request: Request) -> None:
+    """422 naming the parameter when a path or query parameter holds a control character. No
+    stored name holds one (ingest escapes or refuses them), and PostgreSQL refuses NUL in a
+    query where SQLite answers: refused here, both backends answer alike."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(value, str) and clean_name(value) != value:
+            raise HTTPException(422, f"parameter {name}: {value!r} holds a control character")
 
 
 def profile_store(request: Request) -> ProfileStore:
+    refuse_control_characters(request)
     return request.app.state.storage.profiles
 
 

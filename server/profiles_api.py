@@ -15,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -23,8 +23,10 @@ from hotpath.profiler.formats import FormatError, registry
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.labels import parse_labels
 from hotpath.profiler.model import Profile, Unit
-from hotpath.server.body import decode_body, read_body
-from hotpath.server.ingest_checks import check_piece
+from hotpath.server.auth import requires
+from hotpath.server.auth_tokens import INGEST
+from hotpath.server.body import decode_body, read_body, release_memory
+from hotpath.server.ingest_checks import TimeBounds, check_piece
 from hotpath.server.params import Profiles, Tenant
 from hotpath.server.storage.profiles import Piece, SeriesKey
 
@@ -52,6 +54,7 @@ class UploadResponse(BaseModel):
 
 @router.post(
     "/api/v1/profiles",
+    dependencies=[Depends(requires(INGEST))],
     response_model=UploadResponse,
     status_code=201,
     tags=["ingest"],
@@ -85,7 +88,10 @@ async def upload_profile(
         raise HTTPException(422, str(exc)) from None
     body = await read_body(request, settings.max_body_bytes)
     data = decode_body(
-        body, request.headers.get("content-encoding"), settings.max_decompressed_bytes
+        body,
+        request.headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+        settings.trim_after_bytes,
     )
     try:
         fmt = format or registry.detect(data).name
@@ -100,13 +106,13 @@ async def upload_profile(
         + b"\0"
         + data
     ).hexdigest()
-    now = datetime.now(UTC)
+    bounds = TimeBounds.around_now(settings.retention_raw, settings.max_future_s)
     try:
         pieces = [
-            _piece(p, SeriesKey(tenant_id, service, p.type, labels), digest, now) for p in profiles
+            _piece(p, SeriesKey(tenant_id, service, p.type, labels), digest, bounds)
+            for p in profiles
         ]
-        for piece in pieces:
-            check_piece(piece, settings.window_limits)
+        pieces = [check_piece(piece, settings.window_limits) for piece in pieces]
     except wire.LimitExceeded as exc:
         raise HTTPException(413, f"profile too large: {exc}") from None
     except ValueError as exc:
@@ -130,18 +136,24 @@ async def upload_profile(
         )
     if all(s.duplicate for s in stored):
         response.status_code = 200
+    decoded = len(data)
+    del data, body, profiles, pieces, piece, profile  # before their memory is handed back
+    release_memory(decoded, settings.trim_after_bytes)
     return UploadResponse(service=service, format=fmt, profiles=stored)
 
 
-def _piece(profile: Profile, key: SeriesKey, digest: str, now: datetime) -> Piece:
-    """The profile as a piece of its series. A file without a time span is stored as ending
-    now, lasting its samples at its rate (a memory profile: an instant)."""
+def _piece(profile: Profile, key: SeriesKey, digest: str, bounds: TimeBounds) -> Piece:
+    """The profile as a piece of its series. A file's own time span must lie within `bounds`
+    (ValueError); a file without one is stored as ending now, lasting its samples at its rate
+    (a memory profile: an instant), as far back as the bounds allow."""
     rate = profile.sample_rate_hz or DEFAULT_RATE_HZ
     start, end = profile.start, profile.end
     if start is None or end is None or end < start:
-        end = now
+        end = datetime.now(UTC)
         seconds = profile.total / rate if profile.unit == Unit.SAMPLES else 0.0
-        start = end - timedelta(seconds=min(seconds, 86_400.0))
+        start = max(end - timedelta(seconds=min(seconds, 86_400.0)), bounds.earliest)
+    else:
+        bounds.check("the file's time span", start, end)
     return Piece.from_profile(
         profile,
         key,

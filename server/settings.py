@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hotpath.profiler.formats.window import WindowLimits
-from hotpath.server.storage.profiles import Retention
+from hotpath.server.storage.profiles import Limits, Retention
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,9 +22,38 @@ class Settings(BaseSettings):
     db_url: str = ""
     # speedscope's built app (dist/release of its npm package), installed at set-up.
     speedscope_dir: Path = REPO_ROOT / "node_modules" / "speedscope" / "dist" / "release"
+    # Swagger UI for /docs (swagger-ui-dist from npm, installed at set-up): served by us, so
+    # the API docs work offline.
+    swagger_ui_dir: Path = REPO_ROOT / "node_modules" / "swagger-ui-dist"
+    # Who may call (server/auth.py): "required" (tokens) or "off" (loopback only, checked
+    # by `hotpath serve`).
+    auth: Literal["required", "off"] = "required"
+    rate_limit_per_s: float = 50.0  # requests per token and server, on average
+    rate_limit_burst: int = 500
+    # Benchmark history of these branches is the gate's baseline: writable only with the
+    # publish scope.
+    protected_branches: str = "main master"
+    session_max_age_s: int = 12 * 3600  # the sign-in cookie's life
     max_body_bytes: int = 16 * 1024 * 1024
-    max_decompressed_bytes: int = 64 * 1024 * 1024
+    # No more decoded than a plain body may be: compression saves bandwidth, never buys a
+    # bigger request. A busy real agent window is 0.12 MB of JSON (benchmarks/hostile_memory.py).
+    max_decompressed_bytes: int = 16 * 1024 * 1024
+    # Ingested times must lie within [now - retention_raw, now + max_future_s] (a clock a
+    # little ahead is fine; year 9999 would stay stored, unexpired, for good).
+    max_future_s: float = 300.0
+    # After a request whose body decoded to at least this many bytes, freed heap memory is
+    # handed back to the system (glibc's malloc_trim); 0 never does.
+    trim_after_bytes: int = 1024 * 1024
     window_limits: WindowLimits = WindowLimits()
+    # Cardinality (server/storage/profiles.py `Limits`): series and hot-path names a service
+    # may have active (seen within limits_active_window). A new series beyond the limit is
+    # refused (422 naming the label); new hot-path names beyond it are left out of a stored
+    # window (a warning in the answer). /metrics exports at most max_metrics_series series
+    # of its per-service and per-hot-path families.
+    max_series_per_service: int = 1_000
+    max_hot_paths_per_service: int = 200
+    limits_active_window: timedelta = timedelta(hours=1)
+    max_metrics_series: int = 10_000
     # Retention per level (ISO-8601 durations such as P7D, or seconds, in the environment).
     retention_raw: timedelta = timedelta(days=7)
     retention_minute: timedelta = timedelta(days=30)
@@ -52,8 +82,18 @@ class Settings(BaseSettings):
     # Where people reach this server, for the links in notifications.
     alert_external_url: str = "http://localhost:8000"
 
+    def protected(self, branch: str) -> bool:
+        return branch in self.protected_branches.replace(",", " ").split()
+
     def alert_webhook_urls(self) -> list[str]:
         return [url for url in self.alert_webhook_url.replace(",", " ").split() if url]
+
+    def limits(self) -> Limits:
+        return Limits(
+            series_per_service=self.max_series_per_service,
+            hot_paths_per_service=self.max_hot_paths_per_service,
+            active_window=self.limits_active_window,
+        )
 
     def retention(self) -> Retention:
         return Retention(

@@ -24,16 +24,52 @@ def free_port() -> int:
 class RunningServer:
     def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         self.url, self.process, self.log = url, process, log
+        self.token: str | None = None  # a token with every scope, when auth is required
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+    def client(self, token: str | None = None) -> httpx.Client:
+        token = token or self.token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
+
+
+ALL_SCOPES = "ingest,read,admin,metrics,publish"
+
+
+def make_token(db: str, scopes: str = ALL_SCOPES, tenant: str = "default") -> str:
+    """A token made by the real `hotpath token create` on database `db` (its last line)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotpath",
+            "token",
+            "create",
+            "--db",
+            db,
+            "--tenant",
+            tenant,
+            "--scope",
+            scopes,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
 
 
 def start_server(
-    db: str, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+    db: str,
+    data_dir: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    auth: str = "off",
 ) -> RunningServer:
     """`hotpath serve` on `port` (a free one by default); `env` adds environment variables
-    (e.g. `HOTPATH_ALERT_*` settings)."""
+    (e.g. `HOTPATH_ALERT_*` settings). Tests whose subject is not authentication run it with
+    `--auth off` (it binds 127.0.0.1); with `auth="required"` the server gets a token with
+    every scope (`RunningServer.token`), which its `client()` sends."""
     port = port or free_port()
     log = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +87,8 @@ def start_server(
             str(data_dir),
             "--log-level",
             "warning",
+            "--auth",
+            auth,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -64,7 +102,10 @@ def start_server(
             raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return RunningServer(url, process, log)
+                running = RunningServer(url, process, log)
+                if auth == "required":
+                    running.token = make_token(db)
+                return running
         except httpx.TransportError:
             pass
         time.sleep(0.1)

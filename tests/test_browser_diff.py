@@ -84,7 +84,7 @@ def page(browser) -> Iterator[object]:  # type: ignore[no-untyped-def]
 
 def open_diff(page, url: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(url)
-    page.wait_for_function("window.__hotpathFirstRender !== undefined", timeout=15_000)
+    page.wait_for_function("() => window.__hotpathFirstRender !== undefined", timeout=15_000)
     page.locator("#slower tbody tr[data-function]").first.wait_for(timeout=15_000)
     # The page settles after its first render: what loads below the graph can add a scrollbar,
     # which narrows the canvas and redraws it. Positions are measured once that is over.
@@ -179,13 +179,13 @@ def test_diff_page_draws_the_graph_and_lists_the_grown_function_first(page, shop
     # The reverse view: the base's shape, where old_cache (gone in the head) is drawn in blue.
     assert frame_of(page, "old_cache") is None
     page.locator("#view-base").click()
-    page.wait_for_function("document.getElementById('graph').dataset.view === 'base'")
+    page.wait_for_function("() => document.getElementById('graph').dataset.view === 'base'")
     old = frame_of(page, "old_cache")
     assert old is not None and frame_of(page, "slow_new") is None
     r, g, b = pixel(page, old["x"], old["y"])
     assert b > r + 40
     page.locator("#view-head").click()
-    page.wait_for_function("document.getElementById('graph').dataset.view === 'head'")
+    page.wait_for_function("() => document.getElementById('graph').dataset.view === 'head'")
 
     # A screenshot for the README: the graph with risk_check's tooltip beside the table.
     risk = frame_of(page, "risk_check")
@@ -219,7 +219,7 @@ def test_clicking_a_frame_zooms_into_it_and_reset_zooms_out(page, shop: str) -> 
     risk = frame_of(page, "risk_check")
     assert risk["width"] < 600
     page.mouse.click(risk["x"], risk["y"])
-    page.wait_for_function("document.getElementById('graph').dataset.zoom === 'risk_check'")
+    page.wait_for_function("() => document.getElementById('graph').dataset.zoom === 'risk_check'")
     # risk_check is full width; its siblings are gone, its ancestors stay above it.
     zoomed = frame_of(page, "risk_check")
     graph_width = page.locator("#graph").bounding_box()["width"]
@@ -230,7 +230,7 @@ def test_clicking_a_frame_zooms_into_it_and_reset_zooms_out(page, shop: str) -> 
     assert page.locator("#reset-zoom").is_enabled()
 
     page.locator("#reset-zoom").click()
-    page.wait_for_function("document.getElementById('graph').dataset.zoom === 'all'")
+    page.wait_for_function("() => document.getElementById('graph').dataset.zoom === 'all'")
     assert page.locator("#graph").get_attribute("data-frames-drawn") == "8"
     assert canvas_digest(page) == before
     assert page.locator("#reset-zoom").is_disabled()
@@ -246,7 +246,9 @@ def test_search_highlights_matching_frames_and_shows_their_share(page, shop: str
     page.locator("#search").fill("risk")
     matched = page.locator("#matched")
     # risk_check holds 8,000 of the head's 15,800 samples and 2,000 of the base's 10,800.
-    page.wait_for_function("document.getElementById('matched').textContent.includes('50.63%')")
+    page.wait_for_function(
+        "() => document.getElementById('matched').textContent.includes('50.63%')"
+    )
     assert matched.inner_text() == "Matched 1 function: 50.63% of head, 18.52% of base"
     next_frame(page)
     assert frame_of(page, "parse") == parse  # nothing moved
@@ -257,10 +259,10 @@ def test_search_highlights_matching_frames_and_shows_their_share(page, shop: str
     # Clicking a row of the table searches for that function.
     page.locator("#slower tbody tr[data-function='slow_new']").click()
     assert page.locator("#search").input_value() == "^slow_new$"
-    page.wait_for_function("document.getElementById('matched').textContent.includes('6.33%')")
+    page.wait_for_function("() => document.getElementById('matched').textContent.includes('6.33%')")
 
     page.locator("#search").fill("")
-    page.wait_for_function("document.getElementById('matched').textContent === ''")
+    page.wait_for_function("() => document.getElementById('matched').textContent === ''")
     next_frame(page)
     assert pixel(page, parse["x"], parse["y"]) == parse_before
 
@@ -313,7 +315,7 @@ def test_dragging_on_the_timeline_moves_the_flame_graph_and_two_ranges_compare(
     # The first range: version 1's ten minutes, and the empty minutes around them.
     drag(page, now - 43 * minute, now - 28 * minute)
     page.wait_for_function(
-        f"document.getElementById('range-text').textContent !== {range_before!r}"
+        f"() => document.getElementById('range-text').textContent !== {range_before!r}"
     )
     viewer_after = viewer_range(page)
     assert viewer_after != viewer_before
@@ -357,7 +359,9 @@ def test_the_timeline_draws_one_line_per_label_value(page, shop: str) -> None:
     page.locator("#timeline-chart path.tl-line").wait_for()
     assert page.locator("#timeline-chart path.tl-line").count() == 1
     page.locator("#timeline-by").select_option("version")
-    page.wait_for_function("document.querySelectorAll('#timeline-chart path.tl-line').length === 2")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#timeline-chart path.tl-line').length === 2"
+    )
     legend = page.locator("#timeline-legend").inner_text()
     assert "1 (10,800)" in legend and "2 (15,800)" in legend
     assert parse_qs(urlsplit(page.url).query)["by"] == ["version"]

@@ -9,12 +9,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.servers import RunningServer
+from tests.servers import RunningServer, make_token, start_server, stop_process
 from tests.test_gate_cli import TOY_CONFTEST, TOY_SUITE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,23 +121,40 @@ def test_the_readme_workflow_fails_a_slower_pull_request(project: Path) -> None:
     assert profiles, "--profile wrote the profiles beside the report"
 
 
-def test_the_readme_workflow_with_a_server(project: Path, sqlite_server: RunningServer) -> None:
-    """The HOTPATH_SERVER branch: pushes to main upload the base history, the pull request's
-    run is compared with it, fails, and links the differential flame graph on the server."""
+@pytest.fixture
+def secured_server(tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    db = f"sqlite:///{tmp_path / 'server.db'}"
+    running = start_server(db, tmp_path / "server", auth="required")
+    try:
+        yield running, db
+    finally:
+        stop_process(running.process)
+
+
+def test_the_readme_workflow_with_a_server(
+    project: Path, secured_server: tuple[RunningServer, str]
+) -> None:
+    """The HOTPATH_SERVER branch, on a server that requires tokens: pushes to main upload the
+    base history with the publish token, the pull request's run (with a token that cannot
+    write main) is compared with it, fails, and links the differential flame graph."""
+    sqlite_server, db = secured_server
+    publish, pull = make_token(db, "ingest,read,publish"), make_token(db, "ingest,read")
     context = {"github.event.repository.name": "toy"}
     for push in range(3):
-        env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "main", "COMMIT": f"{push:040x}"}
+        env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "main", "COMMIT": f"{push:040x}",
+               "HOTPATH_TOKEN": publish}  # fmt: skip
         _run_step("Benchmarks", project, env, context)
         assert _run_step("Gate", project, env, context) == "code=0\n"
     _git(project, "checkout", "-q", "-b", "feature")
     _commit_suite(project, "0.6", "slower")
-    env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "feature", "COMMIT": "f" * 40}
+    env = {"HOTPATH_SERVER": sqlite_server.url, "BRANCH": "feature", "COMMIT": "f" * 40,
+           "HOTPATH_TOKEN": pull}  # fmt: skip
     _run_step("Benchmarks", project, env, context)
     assert _run_step("Gate", project, env, context) == "code=1\n"
     report = (project / "gate.md").read_text()
     assert "test_changed" in report and "against 3 baseline run(s)" in report
     assert f"]({sqlite_server.url}/" in report  # the profile diff's page on the server
-    with sqlite_server.client() as client:
+    with sqlite_server.client(pull) as client:
         runs = client.get("/api/v1/bench/runs", params={"project": "toy", "branch": "main"})
         assert [r["commit"] for r in runs.json()] == [f"{push:040x}" for push in range(3)]
 

@@ -83,6 +83,22 @@ Model (log space, per benchmark b and run k):
   budget for one or two points more of 10% regressions found, since what limits detection is
   the noise of the noisiest benchmarks and of the K baseline runs, not the significance
   level (more re-runs alone do not lift it: 16 rounds found 88% of 10% regressions).
+* Re-runs on real suites (issue 13, tests/data/gate_corpus, benchmarks/gate_real.py): where a
+  benchmark's K baseline runs and the N re-run rounds to come can pass `PRECEDENCE_LEVEL`
+  with one baseline run out of place (K >= 15 with 4 rounds, >= 20 with 3; decided before
+  any re-run), its re-runs alone are judged by a precedence test of their calm ends instead
+  of the t test (`gate_contention.precedence_p`): slower when the fastest re-run is slower
+  than t of the K baseline runs, faster when t re-runs are faster than the fastest baseline
+  run; p = C(K, t) / C(K + R, t) and C(R, t) / C(K + R, t) with no change, whatever the
+  noise. Real suites have benchmarks with two modes and busy runs that slow benchmarks
+  unevenly, which a t on a robust scale misjudges (confirmed false alarms), and the t test of
+  a speed-up asked the fastest of H runs to be fast, which grows likelier with H (speed-ups
+  never confirmed). Every re-run benchmark, suspect or control, is judged so, in one BH
+  family. Two more rules come with it: in a contended history (`CONTENDED_SUITE`) the
+  re-runs' whole-run shifts are slow episodes and none is removed (`gate_shift`); with
+  re-runs that measure their own shift, the head runs and the re-runs decide together
+  whether a whole-run shift is real (a change to most of the suite is in every run), each of
+  them showing at least the minimum effect.
 * `detectable`: per benchmark, the smallest slowdown its runs find 4 times in 5, from its
   standard error, a one-sided t at alpha / (size of its BH family) and, for a re-run suspect,
   its re-runs alone at `CONFIRM_P`. Where it exceeds the minimum effect the report names the

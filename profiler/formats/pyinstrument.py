@@ -26,7 +26,7 @@ _ATTRIBUTES_SEP = "\x01"
 def loads(text: str | bytes) -> Profile:
     try:
         doc = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, deep nesting
         raise FormatError(f"not JSON: {exc}") from None
     return from_session(doc)
 

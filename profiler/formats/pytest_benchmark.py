@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from hotpath.profiler.formats import FormatError
+from hotpath.profiler.formats.window import clean_name
 
 _REQUIRED_TIMES = ("min", "max", "mean", "median")
+# Rounds and iterations are stored as INTEGER (int4 on PostgreSQL).
+_MAX_COUNT = 2**31 - 1
 
 
 class BenchResultsError(FormatError):
@@ -75,7 +78,7 @@ class BenchRun:
             f"{info.get('python_implementation') or '?'} {minor}",
             str(brand or "cpu unknown"),
         ]
-        return " / ".join(parts)
+        return clean_name(" / ".join(parts))
 
     def commit_id(self) -> str | None:
         value = self.commit_info.get("id")
@@ -127,6 +130,8 @@ def load_run(data: bytes, source: str) -> BenchRun:
         raise BenchResultsError(
             f"{source}: not valid JSON{hint}: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a number of 4,300+ digits; deep nesting
+        raise BenchResultsError(f"{source}: unreadable JSON: {exc}") from None
     return _Reader(source).run(doc)
 
 
@@ -274,9 +279,10 @@ class _Reader:
             quirks.append("no ops (old format)")
         data = self.data(stats.get("data"), rounds, where, quirks)
         bench = BenchStats(
-            fullname=fullname,
-            name=name,
-            group=group,
+            # Code-generated (parametrize ids): control characters escaped, as frame names are.
+            fullname=clean_name(fullname),
+            name=clean_name(name),
+            group=None if group is None else clean_name(group),
             params=params,
             min=times["min"],
             max=times["max"],
@@ -307,7 +313,7 @@ class _Reader:
             raise self.fail(
                 f"{where}.stats.{key}", f"expected a number of seconds, got {_kind(value)}"
             )
-        value = float(value)
+        value = _float(value)
         if not math.isfinite(value) or value < 0:
             raise self.fail(f"{where}.stats.{key}", f"expected a finite time >= 0, got {value}")
         return value
@@ -317,10 +323,10 @@ class _Reader:
         if value is None:
             quirks.append(f"no {key}: 1 assumed")
             return 1
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if not _is_number(value) or not math.isfinite(_float(value)) or value != int(value):
             raise self.fail(f"{where}.stats.{key}", f"expected a whole number, got {_kind(value)}")
-        if value < 1:
-            raise self.fail(f"{where}.stats.{key}", f"expected at least 1, got {int(value)}")
+        if not 1 <= value <= _MAX_COUNT:
+            raise self.fail(f"{where}.stats.{key}", f"expected 1 to {_MAX_COUNT}, got {int(value)}")
         return int(value)
 
     def data(
@@ -331,7 +337,7 @@ class _Reader:
             return None
         if not isinstance(value, list):
             raise self.fail(f"{where}.stats.data", f"expected a list, got {_kind(value)}")
-        numbers = [float(v) for v in value if _is_number(v) and math.isfinite(v)]
+        numbers = [x for x in (_float(v) for v in value if _is_number(v)) if math.isfinite(x)]
         dropped = len(value) - len(numbers)
         if dropped:
             quirks.append(f"data truncated: {dropped} non-number{'s' * (dropped > 1)} dropped")
@@ -342,6 +348,14 @@ class _Reader:
         if len(numbers) < 2:
             return None
         return tuple(numbers)
+
+
+def _float(value: float) -> float:
+    """`value` as a float; an int too large for one (JSON allows 1e400 written out) is inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _is_number(value: Any) -> bool:

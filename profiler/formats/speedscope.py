@@ -128,7 +128,7 @@ def loads(text: str | bytes, profile_index: int | None = None) -> Profile:
 def _document(text: str | bytes) -> Mapping[str, Any]:
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also a 4,300-digit number, deep nesting
         raise FormatError(f"not JSON: {exc}") from None
     if not isinstance(doc, Mapping) or not isinstance(doc.get("profiles"), list):
         raise FormatError("not a speedscope file: no 'profiles' list")

@@ -2,18 +2,31 @@
 
 Frames are sent once per window and stacks refer to them by index, so a window of a few
 hundred distinct stacks 20-60 frames deep stays small before compression. The same pydantic
-model validates what the server receives; `check_limits` enforces the size limits that keep one
-window from exhausting the server, with messages that name the limit.
+model validates what the server receives; `parse` counts a body's JSON values before parsing it
+and `check_limits` enforces the size limits that keep one window from exhausting the server,
+with messages that name the limit. Integers are bounded by the columns they are stored in;
+code-generated names (frames, files, a hot path's function) have their control characters
+escaped, names people type (labels, hot paths) must have none.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    FailFast,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hotpath.profiler.hotpath.histogram import parse_wire
 from hotpath.profiler.model import CPU, Frame, Profile, Unit, profile_type
@@ -21,6 +34,13 @@ from hotpath.profiler.model import CPU, Frame, Profile, Unit, profile_type
 FORMAT_ID = "hotpath.window/1"
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+# The columns integers are stored in (server/storage/sql/tables.py): a frame's line is an
+# INTEGER (int4 on PostgreSQL), budgets and counts are BIGINT.
+MAX_LINE = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+# Control characters, and lone surrogates (no UTF-8 form): PostgreSQL stores neither NUL nor
+# a surrogate, SQLite stores both; escaped, a name reads the same from either.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,12 @@ class WindowLimits:
     max_label_value_chars: int = 256
     max_samples_per_stack: int = 10**9
     max_hot_paths: int = 64
+    # Counted in the body before it is parsed, to bound what decoding it costs (measured by
+    # benchmarks/hostile_memory.py): JSON values (numbers, strings, lists, objects), up to
+    # ~70 B each parsed, and object members (key: value), up to ~250 B each. A busy real
+    # window (a web server sampled at 1 kHz for 10 s) holds ~30k values and ~20 members.
+    max_values: int = 1_000_000
+    max_members: int = 100_000
 
 
 class LimitExceeded(ValueError):
@@ -44,31 +70,80 @@ class LimitExceeded(ValueError):
         super().__init__(f"{limit} is {maximum}, got {actual}{suffix}")
 
 
-WireFrame = tuple[str, str, Annotated[int, Field(ge=0)]]
+def clean_name(name: str) -> str:
+    """`name` with its control characters and lone surrogates as visible escapes (`\\x00`,
+    `\\ud800`): code generators and exec'd templates make such names, and one must not keep a
+    service's profiles out of the database."""
+    if _UNPRINTABLE.search(name) is None:
+        return name
+    return _UNPRINTABLE.sub(lambda m: ascii(m[0])[1:-1], name)
+
+
+def printable(name: str) -> str:
+    """`name` if it holds no control character or lone surrogate, else ValueError: for names
+    people type and look things up by (label values, hot paths), where an escaped name would
+    be one nobody typed."""
+    if _UNPRINTABLE.search(name):
+        raise ValueError(f"{name!r} holds a control character")
+    return name
+
+
+PrintableName = Annotated[str, AfterValidator(printable)]
+
+
+WireFrame = tuple[str, str, Annotated[int, Field(ge=0, le=MAX_LINE)]]
+
+
+def _no_extra(model: BaseModel) -> None:
+    """Unknown fields are refused with one error: pydantic's `extra="forbid"` makes one per
+    field (~500 B each), and a body of a million unknown fields would cost the server 0.5 GB."""
+    if model.model_extra:
+        names = list(model.model_extra)
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        raise ValueError(f"unknown fields {', '.join(map(repr, names[:3]))}{more}")
 
 
 class HotPathWindow(BaseModel):
     """The calls of one hot path during the window: a histogram delta (`Histogram.to_wire`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # and refused by _known_fields
 
-    name: Annotated[str, Field(min_length=1, max_length=112)]
-    budget_ns: Annotated[int, Field(ge=0)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=112), AfterValidator(printable)]
+    budget_ns: Annotated[int, Field(ge=0, le=MAX_INT64)] | None = None
     # The timed code as the sampler names its frames, "qualname (filename)": the server finds
-    # the hot path in the sampled stacks by it (budget attribution).
-    function: Annotated[str, Field(min_length=1, max_length=600)] | None = None
+    # the hot path in the sampled stacks by it (budget attribution), so it is cleaned as they are.
+    function: (
+        Annotated[str, Field(min_length=1, max_length=600), AfterValidator(clean_name)] | None
+    ) = None
     histogram: dict[str, Any]
 
     @field_validator("histogram")
     @classmethod
     def _valid_histogram(cls, value: dict[str, Any]) -> dict[str, Any]:
         # Plain Python (the agent has no numpy); ValueError becomes a 422 naming the problem.
-        parse_wire(value)
+        buckets, sum_ns, max_ns = parse_wire(value)
+        # Far above any real window (2**40 calls; 2**53 ns is 104 days), so that the hour rows
+        # merging many windows stay within BIGINT.
+        calls = sum(buckets.values())
+        for what, got, most in (
+            ("count", calls, 2**40),
+            ("sum", sum_ns, 2**53),
+            ("max", max_ns, 2**53),
+        ):
+            if got > most:
+                raise ValueError(f"histogram {what} {got} is over {most} for one window")
         return value
 
+    @model_validator(mode="after")
+    def _known_fields(self) -> HotPathWindow:
+        _no_extra(self)
+        return self
 
+
+# Collections stop at their first error (FailFast): by default pydantic reports every bad
+# item, ~450 B each, and a million bad counts would cost the server 0.4 GB of errors.
 class Window(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # and refused by _consistent
 
     format: Literal["hotpath.window/1"] = FORMAT_ID
     service: Annotated[str, Field(pattern=SERVICE_NAME_PATTERN)]
@@ -79,14 +154,20 @@ class Window(BaseModel):
     unit: Unit = Unit.SAMPLES
     # The profile type's id (hotpath.profiler.model.PROFILE_TYPES); its unit must be `unit`.
     type: str = CPU.id
-    labels: dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], str] = {}
-    frames: list[WireFrame]
-    stacks: list[list[Annotated[int, Field(ge=0)]]]
-    counts: list[Annotated[int, Field(ge=1)]]
-    hot_paths: list[HotPathWindow] = []
+    labels: Annotated[
+        dict[Annotated[str, Field(pattern=LABEL_KEY_PATTERN)], PrintableName], FailFast()
+    ] = {}
+    frames: Annotated[list[WireFrame], FailFast()]
+    stacks: Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], FailFast()]], FailFast()]
+    counts: Annotated[list[Annotated[int, Field(ge=1)]], FailFast()]
+    hot_paths: Annotated[list[HotPathWindow], FailFast()] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> Window:
+        _no_extra(self)
+        # One search over all names: a real window's ~700 frames cost ~0.1 ms, not a call each.
+        if _UNPRINTABLE.search("".join(name + file for name, file, _ in self.frames)):
+            self.frames = [(clean_name(n), clean_name(f), line) for n, f, line in self.frames]
         if self.end < self.start:
             raise ValueError("end is before start")
         kind = profile_type(self.type)
@@ -101,6 +182,36 @@ class Window(BaseModel):
             if max(stack) >= n:
                 raise ValueError(f"stack {i} refers to frame {max(stack)}, but only {n} frames")
         return self
+
+
+def parse(data: bytes, limits: WindowLimits) -> Window:
+    """The window in `data` (JSON), within `limits`: ValidationError or LimitExceeded.
+
+    Its JSON values and object members are counted before it is parsed (each value follows a
+    comma or opens with a bracket or brace, each member has a colon, so the counts are upper
+    bounds): pydantic builds the whole parse tree before it validates anything, so a body of
+    `[0,0,0,...]` must be refused before that tree exists."""
+    # A value takes 2 bytes at least ("0,"), a member 4 ('"":0'): a body too short to pass a
+    # limit (a busy real window is 0.12 MB) is not counted.
+    if len(data) // 2 + 1 > limits.max_values:
+        values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+        if values > limits.max_values:
+            raise LimitExceeded(
+                "max_values (JSON values per window, by its commas and brackets)",
+                values,
+                limits.max_values,
+            )
+    if len(data) // 4 > limits.max_members:
+        members = data.count(b":")  # one per member, and any inside strings
+        if members > limits.max_members:
+            raise LimitExceeded(
+                "max_members (JSON object members per window, by its colons)",
+                members,
+                limits.max_members,
+            )
+    window = Window.model_validate_json(data)
+    check_limits(window, limits)
+    return window
 
 
 def check_limits(window: Window, limits: WindowLimits) -> None:

@@ -1,8 +1,9 @@
 """Storage behind one contract: the HTTP layer, pages, alerts, metrics and maintenance reach
 the database only through a `Storage`, opened by URL. Backends live in subpackages (`sql`:
 SQLite and PostgreSQL through SQLAlchemy); nothing outside this package knows tables or
-dialects. The contracts are in `profiles` (profiles and hot paths), `alerts`, `bench` and
-`upkeep` (roll-ups, retention, health); `tests/test_storage_contract.py` runs on every backend.
+dialects. The contracts are in `profiles` (profiles and hot paths), `alerts`, `bench`,
+`upkeep` (roll-ups, retention, health) and `tokens` (API tokens);
+`tests/test_storage_contract.py` runs on every backend.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from hotpath.server.storage.alerts import AlertStore
     from hotpath.server.storage.bench import BenchStore
     from hotpath.server.storage.profiles import ProfileStore
+    from hotpath.server.storage.tokens import TokenStore
     from hotpath.server.storage.upkeep import Upkeep
 
 
@@ -25,9 +27,10 @@ class Storage:
     alerts: AlertStore  # rules, evaluation, the webhook outbox (server/storage/alerts.py)
     bench: BenchStore  # benchmark runs for the gate (server/storage/bench.py)
     upkeep: Upkeep  # roll-ups, retention, health (server/storage/upkeep.py)
+    tokens: TokenStore  # API tokens: tenant and scopes, secrets hashed (server/storage/tokens.py)
 
     def close(self) -> None:
-        for part in (self.profiles, self.alerts, self.bench, self.upkeep):
+        for part in (self.profiles, self.alerts, self.bench, self.upkeep, self.tokens):
             close = getattr(part, "close", None)
             if close is not None:
                 close()

@@ -28,6 +28,27 @@ class Conflict(StorageError):
     """A concurrent write to the same thing won; the caller may retry."""
 
 
+class SeriesLimitExceeded(StorageError):
+    """A piece would make a new series beyond `Limits.series_per_service`; nothing was
+    stored. `label` is the piece's label with the most values among the service's active
+    series (None when no label has more than one): the likely cause."""
+
+    def __init__(
+        self, service: str, series: int, limit: int, label: str | None, label_values: int
+    ) -> None:
+        self.service, self.series, self.limit = service, series, limit
+        self.label, self.label_values = label, label_values
+        cause = (
+            f"label {label!r} has {label_values} values: drop it or raise the limit"
+            if label is not None
+            else "raise the limit"
+        )
+        super().__init__(
+            f"service {service!r} has {series} active series "
+            f"(max_series_per_service is {limit}); {cause}"
+        )
+
+
 class UnknownRun(LookupError):
     """No benchmark run with this id in this tenant."""
 
@@ -36,4 +57,11 @@ class UnknownRun(LookupError):
         self.run_id = run_id
 
 
-__all__ = ["Conflict", "StorageError", "StorageUnavailable", "UnknownRun", "UnknownService"]
+__all__ = [
+    "Conflict",
+    "SeriesLimitExceeded",
+    "StorageError",
+    "StorageUnavailable",
+    "UnknownRun",
+    "UnknownService",
+]

@@ -156,6 +156,25 @@ class IngestResult:
     window_id: int | None  # None for a duplicate
     duplicate: bool
     samples: int  # the piece's total weight
+    # Hot paths not stored because their names would exceed `Limits.hot_paths_per_service`
+    # (the rest of the piece is stored), and what to tell the sender about it.
+    dropped_hot_paths: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Cardinality per service, enforced by `put`. A series or hot-path name counts while it
+    is *active*: a piece of it arrived within `active_window` (by the server's clock: a
+    sender chooses its data's times), as Prometheus-style stores count the series in their
+    head. The agent labels each process with its pid, so counting every series ever made
+    would refuse a service's new processes for good after enough restarts; counting the
+    active ones still bounds how fast a service can grow. Existing series and names are
+    always accepted; only new ones are refused or dropped."""
+
+    series_per_service: int = 1_000
+    hot_paths_per_service: int = 200
+    active_window: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -208,7 +227,12 @@ class ProfileStore(Protocol):
     have raise `UnknownService`; an empty selection of a known one answers empty."""
 
     def put(self, piece: Piece) -> IngestResult:
-        """Store a piece and its hot-path calls, or recognise its key as a duplicate."""
+        """Store a piece and its hot-path calls, or recognise its key as a duplicate.
+
+        Raises `SeriesLimitExceeded` (errors.py), storing nothing, when the piece would make
+        a new series beyond `Limits.series_per_service`. Hot paths whose new names would go
+        beyond `Limits.hot_paths_per_service` are left out and the rest stored: refusing the
+        whole piece would lose its stacks too (the agent sets a refused window aside)."""
         ...
 
     def profile(self, selection: Selection) -> Profile:

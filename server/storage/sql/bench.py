@@ -29,6 +29,7 @@ from hotpath.server.storage.bench import (
 from hotpath.server.storage.errors import UnknownRun
 from hotpath.server.storage.sql.database import read_snapshot, write_transaction
 from hotpath.server.storage.sql.tables import bench_results, bench_runs, series, services
+from hotpath.server.storage.sql.timeplan import from_us
 
 
 def _to_us(moment: datetime) -> int:
@@ -36,7 +37,7 @@ def _to_us(moment: datetime) -> int:
 
 
 def _from_us(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+    return from_us(micros)  # robust to a time no datetime holds
 
 
 class SqlBenchStore:

@@ -20,6 +20,7 @@ from hotpath.server.storage.sql import pairs as pairs_codec
 from hotpath.server.storage.sql.tables import hot_path_calls, hot_path_hours
 
 HOUR_US = 3_600 * 1_000_000
+_MAX_BIGINT = 2**63 - 1
 
 
 @dataclass
@@ -76,16 +77,20 @@ def roll_up_hot_paths(conn: Connection, batch: int = 5_000) -> int:
         values = {
             "budget_ns": hour.budget_ns,
             "function": hour.function,
-            "count": hour.histogram.count,
-            "sum_ns": hour.histogram.sum,
-            "max_ns": hour.histogram.max,
+            # Saturated at what BIGINT holds: one row over it would stop every roll-up for good.
+            "count": min(hour.histogram.count, _MAX_BIGINT),
+            "sum_ns": min(hour.histogram.sum, _MAX_BIGINT),
+            "max_ns": min(hour.histogram.max, _MAX_BIGINT),
             "buckets": encode(hour.histogram),
         }
         if key in existing:
             row_id, stored = existing[key]
             merged = stored.histogram.merge(hour.histogram)
             values.update(
-                count=merged.count, sum_ns=merged.sum, max_ns=merged.max, buckets=encode(merged)
+                count=min(merged.count, _MAX_BIGINT),
+                sum_ns=min(merged.sum, _MAX_BIGINT),
+                max_ns=min(merged.max, _MAX_BIGINT),
+                buckets=encode(merged),
             )
             # The budget and function last shipped win; rows without them change nothing.
             if hour.budget_ns is None:

@@ -18,6 +18,7 @@ from hotpath.profiler.model import Profile, ProfileType
 from hotpath.server.storage.profiles import (
     HotPathHistograms,
     IngestResult,
+    Limits,
     Piece,
     Retention,
     Selection,
@@ -40,11 +41,13 @@ Condition = ColumnElement[bool]
 class SqlProfileStore:
     """Profiles and hot paths on SQLite or PostgreSQL (see `ProfileStore` for the contract)."""
 
-    def __init__(self, engine: Engine, retention: Retention | None = None) -> None:
+    def __init__(
+        self, engine: Engine, retention: Retention | None = None, limits: Limits | None = None
+    ) -> None:
         self.engine = engine
         self.retention = retention or Retention()
         self.interner = Interner()
-        self._writer = PieceWriter(engine, self.interner)
+        self._writer = PieceWriter(engine, self.interner, limits)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -16,6 +16,7 @@ from hotpath.server.storage.sql.database import write_transaction
 from hotpath.server.storage.sql.tables import (
     hot_path_calls,
     hot_path_hours,
+    hot_path_names,
     series_rollups,
     service_rollups,
     windows,
@@ -64,5 +65,9 @@ def enforce(engine: Engine, retention: Retention, now: datetime | None = None) -
     with write_transaction(engine) as conn:  # hot-path hours live as long as stack hours
         deleted += conn.execute(
             delete(hot_path_hours).where(hot_path_hours.c.hour_us < cutoff[HOUR])
+        ).rowcount
+        # A name goes with its last hour (the names limit counts only active ones anyway).
+        deleted += conn.execute(
+            delete(hot_path_names).where(hot_path_names.c.arrived_us < cutoff[HOUR])
         ).rowcount
     return deleted

@@ -16,7 +16,8 @@ from sqlalchemy import Connection, Table, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hotpath.server.storage.profiles import UnknownService
+from hotpath.server.storage.profiles import Limits, SeriesKey, UnknownService
+from hotpath.server.storage.sql.cardinality import check_series_room, lock_service
 from hotpath.server.storage.sql.tables import series, series_labels, services
 
 
@@ -55,26 +56,34 @@ def service_id_for(conn: Connection, tenant: str, name: str) -> int:
 def series_id_for(
     conn: Connection,
     service_id: int,
+    key: SeriesKey,
     digest: bytes,
-    type_id: str,
-    labels: Mapping[str, str],
     sample_rate_hz: float,
     first_seen_us: int,
+    limits: Limits,
+    now_us: int,
 ) -> int:
-    """The series' id, created with its labels if new."""
+    """The series' id, created with its labels if new and the service has room for it
+    (`SeriesLimitExceeded` otherwise; see cardinality.py for the lock)."""
     query = select(series.c.id).where(series.c.service_id == service_id, series.c.digest == digest)
     series_id = conn.execute(query).scalar_one_or_none()
+    if series_id is None:
+        lock_service(conn, service_id)
+        series_id = conn.execute(query).scalar_one_or_none()  # made while this one waited
     if series_id is not None:
         return series_id
+    check_series_room(conn, service_id, key, limits, now_us)
+    labels = key.labels
     row = {
         "service_id": service_id,
         "digest": digest,
         "labels": json.dumps(dict(labels), sort_keys=True),
-        "profile_type": type_id,
+        "profile_type": key.type.id,
         "sample_rate_hz": sample_rate_hz,
         "first_seen_us": first_seen_us,
         "last_seen_us": first_seen_us,
         "samples": 0,
+        "arrived_us": now_us,
     }
     insert_ignoring_conflict(conn, series, [row], ["service_id", "digest"])
     series_id = conn.execute(query).scalar_one()

@@ -73,6 +73,9 @@ series = Table(
     Column("first_seen_us", BigInteger, nullable=False),
     Column("last_seen_us", BigInteger, nullable=False),
     Column("samples", BigInteger, nullable=False),  # all-time weight, including expired windows
+    # When a window of it last arrived, by the server's clock (last_seen_us is the data's
+    # time, which a sender chooses): what the series limit counts as active (cardinality.py).
+    Column("arrived_us", BigInteger, nullable=False, server_default="0"),
     Index("ux_series_service_digest", "service_id", "digest", unique=True),
 )
 
@@ -174,6 +177,18 @@ hot_path_hours = Table(
     Column("buckets", LargeBinary, nullable=False),
     Index("ux_hot_path_hours_key", "series_id", "name", "hour_us", unique=True),
     Index("ix_hot_path_hours_service_hour", "service_id", "hour_us"),
+)
+
+# The hot-path names of each service, so `max_hot_paths_per_service` is a cheap count
+# (sql/cardinality.py). `arrived_us`, when a window last carried the name by the server's
+# clock, is refreshed at most every few minutes per server; a name expires with its hours
+# (retention.py).
+hot_path_names = Table(
+    "hot_path_names",
+    metadata,
+    Column("service_id", Integer, ForeignKey("services.id"), primary_key=True),
+    Column("name", String(112), primary_key=True),
+    Column("arrived_us", BigInteger, nullable=False),
 )
 
 # How far hour and day rollups are complete: built from minute (hour) rollups once the
@@ -317,4 +332,18 @@ alert_notifications = Table(
     Column("delivered_us", BigInteger, nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_alert_notifications_pending", "delivered_us", "url", "id"),
+)
+
+# API tokens: a public id to find the row, the secret only as a KDF hash (server/auth_tokens.py).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("scopes", String(256), nullable=False),  # comma-separated
+    Column("secret_hash", String(256), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    Index("ix_api_tokens_tenant", "tenant"),
 )

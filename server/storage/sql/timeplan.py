@@ -20,6 +20,8 @@ RAW = 0
 MINUTE, HOUR, DAY = 60, 3600, 86400
 ROLLUP_RESOLUTIONS = (DAY, HOUR, MINUTE)  # coarse to fine
 _US = 1_000_000
+# Year 1 and the last whole second of year 9999, in unix microseconds.
+_FIRST_US, _LAST_US = -62_135_596_800 * _US, 253_402_300_799 * _US
 
 
 def to_us(moment: datetime) -> int:
@@ -28,7 +30,10 @@ def to_us(moment: datetime) -> int:
 
 
 def from_us(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+    """The datetime of stored microseconds; a time no datetime holds (a row from before ingest
+    bounded times: year 9999's last second rounds up to year 10000) reads as the nearest one
+    that does, so that one bad row cannot fail every page that lists it."""
+    return datetime.fromtimestamp(min(max(micros, _FIRST_US), _LAST_US) / 1_000_000, UTC)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,21 @@ hot-path calls, in one transaction or not at all.
 The idempotency key is unique per service (the database enforces it), so a retried piece is
 stored once even when two servers receive it at the same time. Service, series, frame and
 stack ids are cached by content, and published only once their transaction has committed.
+A new series or hot-path name is checked against the service's `Limits` (cardinality.py)
+before anything else is inserted; known ones cost no check.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hotpath.server.storage.profiles import HotPathCalls, IngestResult, Piece
+from hotpath.server.storage.errors import SeriesLimitExceeded
+from hotpath.server.storage.profiles import HotPathCalls, IngestResult, Limits, Piece
 from hotpath.server.storage.sql import pairs as pairs_codec
+from hotpath.server.storage.sql.cardinality import HotPathNames, SeriesRefusals
 from hotpath.server.storage.sql.database import write_transaction
 from hotpath.server.storage.sql.hotpath_rollups import encode as encode_histogram
 from hotpath.server.storage.sql.interning import LRU, Interner, Learned
@@ -27,9 +33,12 @@ from hotpath.server.storage.sql.timeplan import to_us
 
 
 class PieceWriter:
-    def __init__(self, engine: Engine, interner: Interner) -> None:
+    def __init__(self, engine: Engine, interner: Interner, limits: Limits | None = None) -> None:
         self.engine = engine
         self.interner = interner
+        self.limits = limits or Limits()
+        self._names = HotPathNames(self.limits)
+        self._refusals = SeriesRefusals(self.limits)
         self._service_ids: LRU[tuple[str, str], int] = LRU(100_000)
         self._series_ids: LRU[tuple[int, bytes], int] = LRU(1_000_000)
 
@@ -38,7 +47,12 @@ class PieceWriter:
         samples = piece.total
         digest = series_digest(key.type.id, key.labels)
         learned = Learned()
+        learned_names: dict[tuple[int, str], int] = {}
+        refused: list[str] = []
+        active = 0
+        hot_paths = piece.hot_paths
         service_key = (key.tenant, key.service)
+        now_us = to_us(datetime.now(UTC))  # arrival, for the limits' active counts
         try:
             with write_transaction(self.engine) as conn:
                 service_id = self._service_ids.get(service_key)
@@ -49,15 +63,18 @@ class PieceWriter:
                 start_us, end_us = to_us(piece.start), to_us(piece.end)
                 series_id = self._series_ids.get((service_id, digest))
                 if series_id is None:
-                    series_id = series_id_for(
+                    series_id = self._series_id(conn, service_id, piece, digest, now_us)
+                if hot_paths:
+                    refused, active = self._names.admit(
                         conn,
                         service_id,
-                        digest,
-                        key.type.id,
-                        key.labels,
-                        piece.sample_rate_hz,
-                        start_us,
+                        [h.name for h in hot_paths],
+                        now_us,
+                        learned_names,
                     )
+                    if refused:
+                        left_out = set(refused)
+                        hot_paths = [h for h in hot_paths if h.name not in left_out]
                 stack_ids = self.interner.intern(conn, piece.frames, piece.stacks, learned)
                 pairs = pairs_codec.from_lists(stack_ids, piece.counts)
                 window_id = conn.execute(
@@ -74,15 +91,15 @@ class PieceWriter:
                         "pairs": pairs_codec.encode(pairs),
                     },
                 ).scalar_one()
-                if piece.hot_paths:
+                if hot_paths:
                     conn.execute(
                         insert(hot_path_calls),
                         [
                             _hot_path_row(h, window_id, service_id, series_id, start_us)
-                            for h in piece.hot_paths
+                            for h in hot_paths
                         ],
                     )
-                _touch_series(conn, series_id, samples, end_us)
+                _touch_series(conn, series_id, samples, end_us, now_us)
         except IntegrityError:
             # Lost a race with a concurrent insert of the same key: that copy is the one stored.
             with self.engine.connect() as conn:
@@ -94,12 +111,36 @@ class PieceWriter:
             raise
         # Ids are cached only once committed: an id from a rolled-back insert must not be reused.
         self.interner.publish(learned)
+        self._names.publish(learned_names)
         self._service_ids.put_many([(service_key, service_id)])
         self._series_ids.put_many([((service_id, digest), series_id)])
-        return IngestResult(window_id, False, samples)
+        if not refused:
+            return IngestResult(window_id, False, samples)
+        warning = self._names.warning(key.service, refused, active)
+        return IngestResult(window_id, False, samples, tuple(refused), (warning,))
+
+    def _series_id(
+        self, conn: Connection, service_id: int, piece: Piece, digest: bytes, now_us: int
+    ) -> int:
+        """A series not cached: found, or made if the service has room (remembered when not)."""
+        self._refusals.check(service_id, digest, now_us)
+        try:
+            return series_id_for(
+                conn,
+                service_id,
+                piece.key,
+                digest,
+                piece.sample_rate_hz,
+                to_us(piece.start),
+                self.limits,
+                now_us,
+            )
+        except SeriesLimitExceeded as refused:
+            self._refusals.note(service_id, digest, refused, now_us)
+            raise
 
 
-def _touch_series(conn: Connection, series_id: int, samples: int, end_us: int) -> None:
+def _touch_series(conn: Connection, series_id: int, samples: int, end_us: int, now_us: int) -> None:
     latest = func.max if conn.dialect.name == "sqlite" else func.greatest
     conn.execute(
         update(series)
@@ -107,6 +148,7 @@ def _touch_series(conn: Connection, series_id: int, samples: int, end_us: int) -
         .values(
             samples=series.c.samples + samples,
             last_seen_us=latest(series.c.last_seen_us, end_us),
+            arrived_us=now_us,
         )
     )
 
