@@ -69,3 +69,27 @@ def test_tenant_names_are_checked(tenant: str) -> None:
 )
 def test_malformed_tokens_are_not_split(token: str) -> None:
     assert split_token(token) is None
+
+
+def test_scrypt_runs_once_per_token_and_revocation_still_counts(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its verdict expires a token's record is read again (a revocation counts) but
+    its secret is not hashed again: scrypt costs ~30 ms and 16 MiB per check."""
+    from hotpath.server import auth
+
+    calls = []
+    real = auth.secret_matches
+    monkeypatch.setattr(auth, "secret_matches", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(auth, "CACHE_S", 0.0)  # every verdict expires at once
+    plain, record = new_token("alpha", parse_scopes("read"))
+    storage.tokens.add_token(record)
+    checker = auth.Authenticator(storage.tokens, rate_per_s=100, burst=100)
+    for _ in range(5):
+        principal = checker.principal(plain)
+        assert principal is not None and principal.tenant == "alpha"
+    assert len(calls) == 1
+    wrong = plain[:-1] + ("A" if plain[-1] != "A" else "B")
+    assert checker.principal(wrong) is None and len(calls) == 2
+    storage.tokens.revoke_token(record.id, datetime.now(UTC))
+    assert checker.principal(plain) is None
