@@ -221,6 +221,53 @@ def test_confirm_reruns_the_suspects_with_pytest_until_settled(
     assert f"re-run in {rounds} round(s)" in result.stdout.replace("\n", " ")
 
 
+TIMES = ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
+
+
+def _scaled(run: Path, out: Path, factor: float) -> Path:
+    """A copy of a pytest-benchmark run with every time `factor` times as long."""
+    doc = json.loads(run.read_text())
+    for bench in doc["benchmarks"]:
+        stats = bench["stats"]
+        for key in TIMES:
+            if isinstance(stats.get(key), float | int):
+                stats[key] *= factor
+        stats["ops"] = 1 / stats["mean"]
+        if stats.get("data"):
+            stats["data"] = [x * factor for x in stats["data"]]
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_confirm_with_enough_history_judges_the_reruns_by_the_precedence_test(
+    toy_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Eight runs of history (the two plain runs, each time a little slower or faster) and up
+    to 6 re-runs: enough for the precedence test, which judges the re-runs on their fastest
+    against the baseline runs as they are, with no noise model. The 60% slowdown is
+    confirmed beyond doubt once 4 re-runs are all slower than all 8 baseline runs (p =
+    1/C(12, 4) = 0.002), and the report says so in those words."""
+    history = [
+        _scaled(toy_runs[f"base{1 + k % 2}"], tmp_path / f"b{k}.json", 1 + 0.01 * (k - 4))
+        for k in range(8)
+    ]
+    js = tmp_path / "gate.json"
+    result = gate(
+        toy_runs["slow"], *(a for h in history for a in ("--baseline", h)),
+        "--confirm", "6", "--report-json", js,
+        cwd=toy_runs["folder"], env={"TOY_SLOWDOWN": "0.6"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    changed = next(
+        row for row in json.loads(js.read_text()) if row["fullname"].endswith("test_changed")
+    )
+    assert changed["verdict"] == "regressed" and changed["confirmation"] == "confirmed"
+    assert changed["evidence"].startswith(
+        "confirmed by 4 re-runs, the fastest of 4 re-runs slower than 8 of 8 baseline runs, p=0.002"
+    ), changed["evidence"]
+    assert result.stderr.count("confirm: re-run ") == 4
+
+
 def test_a_failing_rerun_exits_2_with_the_reason(toy_runs: dict[str, Path]) -> None:
     result = gate(
         toy_runs["slow"], "--baseline", toy_runs["base1"], "--baseline", toy_runs["base2"],

@@ -23,11 +23,14 @@ from benchmarks.gate_real import (
 )
 from hotpath.profiler.formats.pytest_benchmark import load_path
 
-# The whole bar (issue 13) for the gate on one run, three pooled runs and --confirm 10. Not
-# met on this corpus: on unchanged code all three stay within it, but the
-# single-shot pyelftools suite and simple_parsing's five benchmarks, run through a long busy
-# period of the machine, hide most of their 15-28% changes (see the README's accuracy part).
-MEETS_BAR = [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"]
+# The whole bar (issue 13): --confirm 10 meets it on this corpus. One run and three pooled
+# runs do not: on unchanged code they stay within it, but the single-shot pyelftools suite
+# and simple_parsing's five benchmarks, run through a long busy period of the machine, hide
+# most of their 15-28% changes from so few runs (benchmarks/gate_real_oracle.py: no test of
+# its family reaches 90% there either).
+CONFIRM = f"{TODAY} --confirm 10"
+MEETS_BAR = [CONFIRM]
+SHORT_OF_BAR = [TODAY, f"{TODAY}, 3 runs pooled"]
 BEFORE_GATE = "hotpath before"  # the gate before it was fitted to real runs
 # the projects whose runs let a change of 15% or more be told from the machine's noise
 CLEAR_PROJECTS = ("cattrs", "dacite", "fastjsonschema")
@@ -52,13 +55,20 @@ def figures() -> Figures:
     return study(CORPUS)
 
 
-@pytest.mark.xfail(strict=True, reason="detection on pyelftools and simple_parsing is short")
-def test_gates_meant_to_meet_the_bar_do(figures: Figures) -> None:
+def test_confirm_meets_the_bar(figures: Figures) -> None:
+    """False alarms <= 1% per unchanged benchmark comparison, <= 1 same-commit suite run in 20
+    failed, >= 90% of the changed benchmarks found each way, none the wrong way."""
     problems = check_bar(figures, MEETS_BAR)
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"])
+@pytest.mark.xfail(strict=True, reason="detection on pyelftools and simple_parsing is short")
+def test_one_run_and_three_pooled_runs_meet_the_bar(figures: Figures) -> None:
+    problems = check_bar(figures, SHORT_OF_BAR)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", CONFIRM])
 def test_unchanged_code_stays_within_the_false_alarm_bar(figures: Figures, gate: str) -> None:
     """<= 1% of unchanged benchmark comparisons flagged and <= 1 suite run in 20 failed (the
     gate before, judging medians under symmetric noise, failed 15 in 100 single runs)."""
@@ -73,18 +83,24 @@ def test_the_gate_before_fails_unchanged_code_far_more_often(figures: Figures) -
     assert before.false_alarms / before.unchanged > 2 * now.false_alarms / now.unchanged
 
 
-@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", f"{TODAY} --confirm 10"])
+@pytest.mark.parametrize("gate", [TODAY, f"{TODAY}, 3 runs pooled", CONFIRM])
 def test_nothing_is_flagged_the_wrong_way(figures: Figures, gate: str) -> None:
     assert figures.gates[gate]["all"].wrong_direction == 0
 
 
-def test_confirm_finds_the_changes_where_the_runs_allow(figures: Figures) -> None:
-    """--confirm 10 finds >= 90% of the changes of 15% or more in the projects whose runs
-    allow it, in both directions, and flags nothing the wrong way there."""
-    for project in CLEAR_PROJECTS:
-        tally = figures.gates[f"{TODAY} --confirm 10"][project]
+def test_confirm_finds_the_changes_in_every_project(figures: Figures) -> None:
+    """--confirm 10 in each project: >= 90% of the slowdowns of 15% or more found, >= 80% of
+    the speed-ups (simple_parsing: 17 of 20, its five benchmarks' whole runs move by up to
+    20% both ways, and a suite that small has no whole-run shift measured), at most 1
+    same-commit suite run in 20 failing; >= 95% each way where the runs are clear."""
+    for project, tally in figures.gates[CONFIRM].items():
         assert tally.found_slowdown / tally.changed_slowdown >= 0.90, project
-        assert tally.found_speedup / tally.changed_speedup >= 0.85, project
+        assert tally.found_speedup / tally.changed_speedup >= 0.80, project
+        assert tally.suite_failures <= tally.same_commit / 20, project
+    for project in CLEAR_PROJECTS:
+        tally = figures.gates[CONFIRM][project]
+        assert tally.found_slowdown / tally.changed_slowdown >= 0.95, project
+        assert tally.found_speedup / tally.changed_speedup >= 0.95, project
 
 
 def test_pytest_benchmark_mean_rule_raises_false_alarms_on_unchanged_code(

@@ -20,12 +20,15 @@ def compare(
     *,
     reruns: Sequence[BenchRun] = (),
     suspected: Collection[str] = (),
+    rounds: int | None = None,
 ) -> Comparison:
     """Judge every benchmark of the head run(s) against `baselines` (oldest first).
 
     `head` is one run or several runs of the same head (the first names it and decides which
     benchmarks there are); `reruns` are confirmation re-runs of the `suspected` benchmarks and
-    of controls, pooled in like head runs but with their own shift measured on the controls.
+    of controls, pooled in like head runs but with their own shift measured on the controls;
+    `rounds` is how many re-run rounds there will be at most (default: those given), which
+    decides the test that judges them (`gate_significance.significance`).
     """
     heads = [head] if isinstance(head, BenchRun) else list(head)
     if not heads:
@@ -65,7 +68,9 @@ def compare(
     verdicts: dict[str, Verdict] = {}
     if names:
         suspected_now = set(suspected) if kept_reruns else set()
-        verdicts.update(judge(heads, kept_reruns, suspected_now, runs, names, config, result))
+        verdicts.update(
+            judge(heads, kept_reruns, suspected_now, runs, names, config, result, rounds)
+        )
     verdicts.update(_unjudged(heads, runs, new, zero, missing, config))
     order = [*head_map, *missing]
     result.verdicts = [verdicts[n] for n in order if n in verdicts]

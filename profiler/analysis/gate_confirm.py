@@ -3,7 +3,8 @@ Perfherder retriggers or Pinpoint do): `suspects` screens the first verdicts loo
 `controls` picks unsuspected benchmarks whose re-runs measure each round's own whole-run
 shift, and `confirm_sequentially` (`hotpath gate --confirm N`) re-runs them round by round,
 letting settled suspects leave early. The defaults were calibrated with
-benchmarks/gate_accuracy.py (see `gate.py`)."""
+benchmarks/gate_accuracy.py (see `gate.py`); how re-runs are judged given history enough (a
+precedence test) comes from real suites (`gate.py`, benchmarks/gate_real.py)."""
 
 from __future__ import annotations
 
@@ -134,11 +135,12 @@ def confirm_sequentially(
       from `MIN_RERUNS_TO_CLEAR` re-runs on, on the re-runs alone (which the head run's noise
       did not choose). Clearing can only remove alarms: a verdict of "unchanged" is final.
     * confirmed beyond doubt: a confirmed regression or improvement with q <= alpha x
-      `EARLY_SHARE` AND re-runs alone at p <= `CONFIRM_P` x `EARLY_SHARE`
-      (a Haybittle-Peto boundary: interim looks are held to a level so strict that the few of
-      them add little to the false alarms; under no change the re-runs alone pass it at any
-      of N-1 looks with probability at most (N-1) x `EARLY_SHARE` x `CONFIRM_P`, by the union
-      bound, for suspects only).
+      `EARLY_SHARE` AND re-runs alone at p <= `CONFIRM_P` x `EARLY_SHARE`, by the precedence
+      test where it judges (fixed by `max_reruns` before the first round). A Haybittle-Peto
+      boundary: interim looks are held to a level so strict that the few of them add little
+      to the false alarms; under no change the re-runs alone pass it at any of N-1 looks with
+      probability at most (N-1) x `EARLY_SHARE` x `CONFIRM_P`, by the union bound, for
+      suspects only.
     The others are judged once, at the last round, by the same rule as a fixed number of
     re-runs (`compare` with `suspected`). So a benchmark without a change is flagged only on
     paths where the fixed design with N re-runs flags it too (early clearances only take
@@ -161,7 +163,9 @@ def confirm_sequentially(
         asked = [*open_, *control]
         reruns.append(rerun(asked, look))
         cost += len(asked)
-        result = compare(heads, baselines, config, reruns=reruns, suspected=suspected)
+        result = compare(
+            heads, baselines, config, reruns=reruns, suspected=suspected, rounds=max_reruns
+        )
         if look == max_reruns:
             break
         open_, done = _leave_settled(open_, result, look, max_reruns, config.alpha)

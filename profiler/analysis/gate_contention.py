@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+from scipy.special import gammaln
 
 from hotpath.profiler.analysis.gate_noise import t_unit
 
@@ -54,6 +55,9 @@ EPS_PRIOR = 0.02  # prior share of contended runs ...
 EPS_PRIOR_CELLS = 20.0  # ... worth this many benchmark-runs against the suite's
 MU_PRIOR = np.log(1.5)  # prior mean log excess of a contended run ...
 MU_PRIOR_CELLS = 3.0  # ... worth this many contended cells
+# from this share of contended baseline benchmark-runs the history is "contended": the report
+# says so, and re-runs are judged as measured (`gate_shift`)
+CONTENDED_SUITE = 0.03
 
 
 @dataclass
@@ -126,3 +130,39 @@ def floor_p(
     p_slow = np.where(h > 0, one_slow**runs, 1.0)
     p_fast = np.where(h > 0, 1 - (1 - sps.t.cdf(z, df)) ** h, 1.0)
     return p_slow, p_fast
+
+
+def _log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def precedence_p(
+    runs: np.ndarray, base: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(p slower, p faster, t slower, t faster) per benchmark of its `runs` against its
+    baseline runs `base` (benchmarks x runs, log values, NaN where absent), free of any noise
+    model: a busy machine only slows, so both directions compare the calm, fast ends.
+    * slower: the t fastest baseline runs are all faster than the fastest of the R runs; with
+      no change (all K + R runs exchangeable) the t fastest of them are all baselines with
+      probability C(K, t) / C(K + R, t);
+    * faster: t of the runs are faster than the fastest baseline run: C(R, t) / C(K + R, t).
+    Ties count against the change; p = 1 where either side has no run."""
+    r_in, b_in = np.isfinite(runs), np.isfinite(base)
+    r, k = r_in.sum(axis=1), b_in.sum(axis=1)
+    both = (r > 0) & (k > 0)
+    fastest_run = np.where(r_in, runs, np.inf).min(axis=1, initial=np.inf)
+    fastest_base = np.where(b_in, base, np.inf).min(axis=1, initial=np.inf)
+    slow_t = np.sum(b_in & (base < fastest_run[:, None]), axis=1)
+    fast_t = np.sum(r_in & (runs < fastest_base[:, None]), axis=1)
+    p_slow = np.exp(_log_choose(k, slow_t) - _log_choose(k + r, slow_t))
+    p_fast = np.exp(_log_choose(r, fast_t) - _log_choose(k + r, fast_t))
+    return np.where(both, p_slow, 1.0), np.where(both, p_fast, 1.0), slow_t, fast_t
+
+
+def precedence_resolution(baseline_runs: np.ndarray, runs: np.ndarray | int) -> np.ndarray:
+    """What `precedence_p` can tell with K baseline runs and R runs: its p for a slowdown when
+    all baseline runs but one (a contended one, say) are faster than the fastest run,
+    K / C(K+R, K-1)."""
+    k = np.asarray(baseline_runs, dtype=float)
+    t = np.maximum(k - 1, 0)
+    return np.exp(_log_choose(k, t) - _log_choose(k + runs, t))

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from hotpath.profiler.analysis.gate_config import GateConfig
+from hotpath.profiler.analysis.gate_contention import CONTENDED_SUITE, contention
 from hotpath.profiler.analysis.gate_noise import (
     LOW_CONFIDENCE_RUNS,
     Noise,
@@ -18,12 +19,16 @@ from hotpath.profiler.analysis.gate_noise import (
     observe,
 )
 from hotpath.profiler.analysis.gate_shift import whole_run_shift
-from hotpath.profiler.analysis.gate_significance import CONFIRM_P, Evidence, significance
+from hotpath.profiler.analysis.gate_significance import (
+    CALM_DF,
+    CONFIRM_P,
+    Evidence,
+    significance,
+)
 from hotpath.profiler.analysis.gate_verdicts import Comparison, Verdict
 from hotpath.profiler.formats.pytest_benchmark import BenchRun, BenchStats
 
 MW_MIN_ROUNDS = 5
-CONTENDED_NOTE = 0.03  # from this share of contended baseline benchmark-runs, the report says so
 
 
 def judge(
@@ -34,20 +39,30 @@ def judge(
     names: list[str],
     config: GateConfig,
     result: Comparison,
+    rounds: int | None = None,
 ) -> dict[str, Verdict]:
     """The verdict of each of `names` (benchmarks of the first head run found in `runs`);
     records in `result` the baselines used, the whole-run shift, warnings and low confidence.
-    `suspected` are the benchmarks the `reruns` confirm (empty without re-runs)."""
+    `suspected` are the benchmarks the `reruns` confirm (empty without re-runs); `rounds` the
+    re-run rounds there will be at most (`gate_significance.significance`)."""
     # a run sharing none of these benchmarks tells nothing and would be an all-NaN column
     runs = [r for r in runs if any(n in r.by_fullname() for n in names)]
     result.baseline_sources = [r.source for r in runs]
     obs = observe(heads, reruns, runs, names, config.statistic)
     noise = benchmark_noise(obs)
-    shift = whole_run_shift(obs, noise, suspected, config)
+    # the history's contention (slow runs of a busy machine): p-values must survive it, and
+    # in a contended history the re-runs' whole-run shifts are slow episodes, kept as measured
+    busy = (
+        contention(obs.base - obs.shifts[None, :] - obs.centre[:, None], noise.var_b, CALM_DF)
+        if config.contention
+        else None
+    )
+    contended = busy is not None and busy.suite_eps >= CONTENDED_SUITE
+    shift = whole_run_shift(obs, noise, suspected, config, contended)
     result.run_shift = shift.run_shift
     result.warnings.extend(shift.warnings)
-    evidence = significance(obs, noise, shift, suspected, config)
-    if evidence.contended >= CONTENDED_NOTE:
+    evidence = significance(obs, noise, shift, suspected, config, rounds, busy)
+    if contended:
         result.warnings.append(
             f"contention: {evidence.contended:.0%} of the baseline runs' benchmarks ran far "
             "slower than their calm runs (a busy machine, not the code); a slowdown must show "
@@ -69,7 +84,8 @@ def judge(
         mw_p = _mann_whitney(bench, latest_data.get(name))
         verdicts[name] = benchmark_verdict(
             i, bench, evidence, config,
-            suspect=name in suspected, comparable=result.comparable, mann_whitney_p=mw_p,
+            suspect=name in suspected or bool(evidence.confirming[i]),
+            comparable=result.comparable, mann_whitney_p=mw_p,
             statistic=_statistic(bool(obs.on_min[i]), bench.rounds),
             slow_episode=bool(obs.episodes[i, 0]),
         )  # fmt: skip
@@ -257,19 +273,35 @@ def _decide(
 def _confirm(decision: _Decision, i: int, change: float, ev: Evidence) -> None:
     """A re-run suspect: the head run chose it, so its own noise is part of why (the winner's
     curse). It stays regressed or improved only when its re-runs alone show the change in the
-    same direction (one-sided p <= `CONFIRM_P`); else it is "not confirmed" and unchanged."""
+    same direction (one-sided p <= `CONFIRM_P`, by the precedence test where it judges); else
+    it is "not confirmed" and unchanged."""
     n_re = int(ev.rerun_counts[i])
     agree = n_re > 0 and ev.rerun_p[i] <= CONFIRM_P and (ev.rerun_effect[i] > 0) == (change > 0)
     if decision.verdict in ("regressed", "improved") and not agree:
         decision.verdict = "unchanged"
         decision.reasons.append(
-            f"the re-runs alone do not show it ({math.expm1(ev.rerun_effect[i]):+.1%}, "
-            f"p={ev.rerun_p[i]:.2g}): the head run chose this suspect, so its own noise "
-            "cannot confirm it"
+            f"the re-runs alone do not show it ({_reruns_shown(i, change, ev)}): the head run "
+            "chose this suspect, so its own noise cannot confirm it"
         )
     judged = decision.verdict in ("regressed", "improved")
     decision.confirmation = "confirmed" if judged else "not confirmed"
-    decision.prefix = f"{decision.confirmation} by {n_re} re-run{'s' * (n_re != 1)}: "
+    how = f", {_reruns_shown(i, change, ev)}" if judged and ev.precedence[i] else ""
+    decision.prefix = f"{decision.confirmation} by {n_re} re-run{'s' * (n_re != 1)}{how}: "
+
+
+def _reruns_shown(i: int, change: float, ev: Evidence) -> str:
+    """What the re-runs alone showed, in the words of the test that judged them."""
+    if not ev.precedence[i]:
+        return f"{math.expm1(ev.rerun_effect[i]):+.1%}, p={ev.rerun_p[i]:.2g}"
+    n_re, k, t = int(ev.rerun_counts[i]), int(ev.k_b[i]), int(ev.beyond[i])
+    if change > 0:
+        return (
+            f"the fastest of {n_re} re-runs slower than {t} of {k} baseline runs, "
+            f"p={ev.rerun_p[i]:.2g}"
+        )
+    return (
+        f"{t} of {n_re} re-runs faster than the fastest of {k} baseline runs, p={ev.rerun_p[i]:.2g}"
+    )
 
 
 def _complete_data(bench: BenchStats | None) -> tuple[float, ...] | None:

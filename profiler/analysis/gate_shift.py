@@ -37,19 +37,27 @@ class RunShift:
     var_b: np.ndarray  # run-to-run variance per benchmark, the shift's uncertainty added
     run_shift: float | None = None  # relative change of the full head runs as a whole
     warnings: list[str] = field(default_factory=list)
+    kept: bool = False  # no shift removed from any run, the baselines' included (`_kept`)
 
 
 def whole_run_shift(
-    obs: Observations, noise: Noise, suspected: Collection[str], config: GateConfig
+    obs: Observations,
+    noise: Noise,
+    suspected: Collection[str],
+    config: GateConfig,
+    contended: bool = False,
 ) -> RunShift:
     """Noise (remove it) or real (keep the mean over the runs that measure it, remove each
     run's deviation from it, widen the intervals)? Re-runs measure theirs on the controls and
-    so help to tell: a real change is in every run, a slow runner only in its own."""
+    so help to tell: a real change is in every run, a slow runner only in its own. With
+    re-runs of a `contended` history, neither: see `_kept`."""
     if obs.n_bench < MIN_FOR_SHIFT:
         # too few benchmarks to measure a shift: assume the prior spread of shifts
         var_b = noise.var_b + PRIOR_SHIFT_SIGMA**2 * (1 / obs.h_b + 1 / max(obs.k_total, 1))
         return RunShift(0.0, np.zeros(obs.n_cols), np.zeros(obs.n_cols), var_b)
     tau, tau_df = _spread_of_shifts(obs)
+    if contended and obs.n_cols > obs.n_heads:
+        return _kept(obs, noise, tau)
     adjust, adjust_var, measures = _measured_shifts(obs, noise, suspected, tau)
     head_shift = float(np.mean(adjust[: obs.n_heads]))  # the full head runs
     # runs on one machine shortly after each other may share their shift, so more runs are
@@ -57,22 +65,31 @@ def whole_run_shift(
     shift_se = tau * math.sqrt(1 + 1 / obs.k_total)
     out = RunShift(0.0, adjust, adjust_var, noise.var_b, run_shift=math.expm1(head_shift))
     real, p_shift = _beyond_spread(head_shift, shift_se, tau_df, config)
-    measured_reruns = measures & (np.arange(obs.n_cols) >= obs.n_heads)
-    if real and measured_reruns.any():
-        # a change of the code is in the re-runs too; a slow runner only in its own run
-        rerun_shift = float(np.mean(adjust[measured_reruns]))
-        same_way = (rerun_shift > 0) == (head_shift > 0)
-        real = _beyond_spread(rerun_shift, shift_se, tau_df, config)[0] and same_way
-        if not real:
+    reruns = measures & (np.arange(obs.n_cols) >= obs.n_heads)
+    if reruns.any():
+        # a change of the code is in every run, a slow runner only in its own: the head runs
+        # and the re-runs that measured their own shift decide together, so a head run inside
+        # the spread does not hide a shift all re-runs show, nor one beyond it stand alone;
+        # the head runs and the re-runs must each show it (re-runs on a busier runner do not)
+        together = float(np.mean(adjust[measures]))
+        rerun_shift = float(np.mean(adjust[reruns]))
+        alone = real
+        real, p_shift = _beyond_spread(together, shift_se, tau_df, config)
+        shown = [math.copysign(1, together) * math.expm1(x) for x in (head_shift, rerun_shift)]
+        real = real and min(shown) >= config.min_effect
+        if real:
+            head_shift = together
+        elif alone:
             out.warnings.append(
                 f"the head run(s) were {math.expm1(head_shift):+.1%} vs history as a whole, "
-                f"the re-runs {math.expm1(rerun_shift):+.1%} on their controls: a whole-run "
+                f"the re-runs {math.expm1(rerun_shift):+.1%}: a whole-run "
                 "shift of the machine, removed from each run"
             )
     if real:
+        who = "the head run(s) and re-runs are" if reruns.any() else "the whole run is"
         out.warnings.append(
-            f"the whole run is {math.expm1(head_shift):+.1%} vs its history, beyond the "
-            f"run-to-run spread of whole runs (p={p_shift:.2g}): judged as a real change "
+            f"{who} {math.expm1(head_shift):+.1%} vs history, beyond the run-to-run "
+            f"spread of whole runs (p={p_shift:.2g}): judged as a real change "
             "(or a different machine), each benchmark on its raw change"
         )
         out.var_b = noise.var_b + tau**2 * (1 / obs.h_b + 1 / obs.k_total)
@@ -87,6 +104,25 @@ def whole_run_shift(
                 "run-to-run spread of whole runs: removed before judging each benchmark"
             )
     return out
+
+
+def _kept(obs: Observations, noise: Noise, tau: float) -> RunShift:
+    """Re-runs of a contended history: every run is judged as measured, no whole-run shift
+    removed, its spread added to each benchmark's uncertainty. On a busy shared machine a
+    run's "shift" (the median change of its benchmarks) is mostly a slow episode that hit its
+    benchmarks unevenly (gate_contention); removing it makes the benchmarks it missed look
+    fast and takes a change to most of the suite for the machine's. A busy machine only
+    slows, so the re-runs are judged on their fastest (`gate_contention.precedence_p`)."""
+    shifts = np.nanmedian(obs.dev[:, : obs.n_heads], axis=0)
+    head_shift = float(np.mean(shifts))
+    zeros = np.zeros(obs.n_cols)
+    var_b = noise.var_b + tau**2 * (1 / obs.h_b + 1 / obs.k_total)
+    note = (
+        f"contended history: whole-run shifts are slow episodes here, none removed (the head "
+        f"run was {math.expm1(head_shift):+.1%} vs history); each benchmark judged on its "
+        "runs as measured"
+    )
+    return RunShift(0.0, zeros, zeros.copy(), var_b, math.expm1(head_shift), [note], kept=True)
 
 
 def _spread_of_shifts(obs: Observations) -> tuple[float, float]:
@@ -119,14 +155,19 @@ def _measured_shifts(
     measures[:n_heads] = True
     unsuspected = np.array([n not in suspected for n in obs.names])
     for j in range(n_heads, n_cols):
-        ref = np.isfinite(obs.dev[:, j]) & unsuspected
+        held = np.isfinite(obs.dev[:, j])
+        ref = held & unsuspected
+        if ref.sum() < MIN_CONTROLS and held.sum() >= MIN_FOR_SHIFT:
+            ref = held  # a small suite's re-run holds it nearly whole: like a full head run
         if ref.sum() >= MIN_CONTROLS:
             adjust[j] = float(np.median(obs.dev[ref, j]))
             adjust_var[j] = per_value / int(ref.sum())
             measures[j] = True
-    head_shift = float(np.mean(adjust[:n_heads]))
-    # no controls: assume the re-run ran like the head runs, within the spread of shifts
-    adjust[~measures] = head_shift
+    # not measured: assume the re-run ran like the re-runs that were (made next to it), else
+    # like the head runs, within the spread of shifts
+    measured = measures[n_heads:]
+    like = adjust[n_heads:][measured] if measured.any() else adjust[:n_heads]
+    adjust[~measures] = float(np.mean(like))
     adjust_var[~measures] = tau**2
     return adjust, adjust_var, measures
 

@@ -12,7 +12,12 @@ import numpy as np
 from scipy import stats as sps
 
 from hotpath.profiler.analysis.gate_config import GateConfig
-from hotpath.profiler.analysis.gate_contention import contention, floor_p
+from hotpath.profiler.analysis.gate_contention import (
+    Contention,
+    floor_p,
+    precedence_p,
+    precedence_resolution,
+)
 from hotpath.profiler.analysis.gate_noise import (
     MAX_DF,
     Noise,
@@ -24,6 +29,10 @@ from hotpath.profiler.analysis.gate_noise import (
 from hotpath.profiler.analysis.gate_shift import RunShift
 
 CONFIRM_P = 0.03  # a suspect's re-runs alone must show its change at this one-sided level
+# re-runs are judged by the precedence test where the runs it will have can pass this level
+# with one baseline run out of place (the strict level of an interim look,
+# `gate_confirm.EARLY_SHARE` x CONFIRM_P), else by the noise model's t test
+PRECEDENCE_LEVEL = 0.1 * CONFIRM_P
 POWER = 0.8  # of the `detectable` change
 # tails of a benchmark's calm run-to-run noise: t(4) holds the false-alarm bar on the real
 # corpus (gate_noise_fit.py fits t(3.1) on its fast side, shift errors of busy runs included)
@@ -60,6 +69,11 @@ class Evidence:
     rerun_se: np.ndarray  # ... its standard error
     rerun_p: np.ndarray  # ... and one-sided p in its own direction
     detectable: np.ndarray  # log slowdown these runs find with probability `POWER`
+    confirming: np.ndarray  # judged as re-run suspects (their own BH family, re-runs alone)
+    # re-run benchmarks judged by the precedence test, and its count of runs beyond the other
+    # side's fastest in the direction of the change (`gate_contention.precedence_p`)
+    precedence: np.ndarray
+    beyond: np.ndarray
     centre: np.ndarray  # baseline centre (log seconds)
     removed: float  # whole-run shift removed from every head run alike
     var_b: np.ndarray  # run-to-run variance, the shift's uncertainty included
@@ -74,9 +88,14 @@ def significance(
     shift: RunShift,
     suspected: Collection[str],
     config: GateConfig,
+    rounds: int | None = None,
+    busy: Contention | None = None,
 ) -> Evidence:
     """Pool each benchmark's head runs (re-runs included) after their shifts, test the change
-    against the benchmark's noise, and measure what the re-runs show on their own."""
+    against the benchmark's noise, and measure what the re-runs show on their own. `rounds`:
+    the re-run rounds there will be at most (default: those at hand), which decides how a
+    re-run suspect is judged (`_by_precedence`); `busy` the history's contention
+    (`gate_contention.contention`; None: not modelled, `GateConfig.contention` off)."""
     pooled = Pool(obs.dev - shift.adjust[None, :], shift.adjust_var, obs.head_excess,
                   shift.var_b, obs.k_b)  # fmt: skip
     effect, se, _ = pooled.over(np.arange(obs.n_cols))
@@ -86,16 +105,17 @@ def significance(
     unit = np.where(obs.k_b >= 5, t_unit(df), 1.0)
     se = se / unit
     rerun_counts = np.sum(obs.present[:, obs.n_heads :], axis=1)
-    confirming = np.array([n in suspected for n in obs.names]) & (rerun_counts > 0)
+    # re-run benchmarks the precedence test judges: the suspects and the controls (chosen for
+    # looking unchanged, so a change their re-runs show is no winner's curse)
+    by_rank, rank_slow, rank_fast, ranks = _by_precedence(obs, shift, rerun_counts > 0, rounds)
+    suspect = np.array([n in suspected for n in obs.names])
+    confirming = (suspect & (rerun_counts > 0)) | by_rank
     rerun_effect, rerun_se, rerun_df, rerun_p = _reruns_alone(pooled, obs, noise, unit)
     t_stat = effect / se
     p_slow, p_fast = sps.t.sf(t_stat, df), sps.t.cdf(t_stat, df)
     contended = 0.0
-    if config.contention:
+    if busy is not None:
         # a contended run cannot carry a slowdown: the fastest run must show it too
-        busy = contention(
-            obs.base - obs.shifts[None, :] - obs.centre[:, None], noise.var_b, CALM_DF
-        )
         one_run_se = np.sqrt(shift.var_b + pooled.baseline_var()) / np.where(
             obs.k_b >= 5, t_unit(CALM_DF), 1.0
         )
@@ -104,6 +124,9 @@ def significance(
         r_slow, r_fast = floor_p(pooled.effects[:, obs.n_heads :], one_run_se, CALM_DF, busy)
         rerun_p = np.maximum(rerun_p, np.where(rerun_effect > 0, r_slow, r_fast))
         contended = busy.suite_eps
+    p_slow, p_fast = np.where(by_rank, rank_slow, p_slow), np.where(by_rank, rank_fast, p_fast)
+    rerun_p = np.where(by_rank, np.where(effect > 0, rank_slow, rank_fast), rerun_p)
+    beyond = np.where(effect > 0, *ranks)
     p, q = _tested(effect, p_slow, p_fast, confirming)
     family_size = np.where(
         confirming, max(int(confirming.sum()), 1), max(int((~confirming).sum()), 1)
@@ -133,7 +156,30 @@ def significance(
         h_b=obs.h_b,
         k_b=obs.k_b,
         contended=contended,
+        confirming=confirming,
+        precedence=by_rank,
+        beyond=beyond,
     )
+
+
+def _by_precedence(
+    obs: Observations, shift: RunShift, rerun: np.ndarray, rounds: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(judged by it, p slower, p faster, (t slower, t faster)) of the precedence test of
+    each re-run benchmark's re-runs alone against its baseline runs, each run with the shift
+    the gate removes from it (none where the history is contended, `gate_shift._kept`): no
+    noise scale is assumed, so neither a contended history (runs slowed unevenly, a busy
+    machine only slows) nor a noise that is no t (two modes) misleads it. It judges a re-run
+    benchmark whose K baseline runs and `rounds` re-runs (default: those at hand) can pass
+    `PRECEDENCE_LEVEL` with one baseline run out of place (`precedence_resolution`), decided
+    before any re-run (K >= 20 with 3 re-runs, 15 with 4, 10 with 5, 8 with 6); the t test
+    of `_reruns_alone` the others: with fewer runs the precedence test is too coarse."""
+    reruns = obs.head[:, obs.n_heads :] - shift.adjust[None, obs.n_heads :]
+    base = obs.base if shift.kept else obs.base - obs.shifts[None, :]
+    rounds = reruns.shape[1] if rounds is None else rounds
+    p_slow, p_fast, t_slow, t_fast = precedence_p(reruns, base)
+    resolves = precedence_resolution(obs.k_b, max(rounds, 1)) <= PRECEDENCE_LEVEL
+    return rerun & resolves, p_slow, p_fast, (t_slow, t_fast)
 
 
 def _tested(
