@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import NUM_BUCKETS, OVERFLOW_INDEX, bucket_bounds
-from hotpath.server.auth import requires
+from hotpath.server.auth import CurrentPrincipal, requires
 from hotpath.server.auth_tokens import METRICS
 from hotpath.server.storage.alerts import AlertStore
 from hotpath.server.storage.errors import StorageUnavailable
@@ -445,6 +445,15 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(requires(METRI
 
 
 @router.get("/metrics")
-def prometheus_metrics(request: Request) -> Response:
-    """The Prometheus text format (a sync route: the database gauges block, off the loop)."""
+def prometheus_metrics(request: Request, principal: CurrentPrincipal) -> Response:
+    """The Prometheus text format (a sync route: the database gauges block, off the loop).
+    It counts every tenant's services, so it is the operator's: a metrics token of the
+    operator tenant (`metrics_tenant`) only."""
+    operator = request.app.state.settings.metrics_tenant
+    if principal.token_id is not None and principal.tenant != operator:
+        raise HTTPException(
+            403,
+            f"/metrics counts every tenant's services: it needs a metrics token of the "
+            f"operator tenant {operator!r} (metrics_tenant)",
+        )
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # publish scope.
     protected_branches: str = "main master"
     session_max_age_s: int = 12 * 3600  # the sign-in cookie's life
+    # /metrics counts every tenant's services: only this tenant's metrics tokens read it.
+    metrics_tenant: str = "default"
     max_body_bytes: int = 16 * 1024 * 1024
     # No more decoded than a plain body may be: compression saves bandwidth, never buys a
     # bigger request. A busy real agent window is 0.12 MB of JSON (benchmarks/hostile_memory.py).

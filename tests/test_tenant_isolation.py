@@ -152,6 +152,9 @@ def test_tenant_a_can_neither_read_nor_change_tenant_b(
     )
     assert history.status_code in (404, 422) or history.json()["points"] == []
     assert b_token_id not in {t["id"] for t in a.get("/api/v1/tokens").json()}
+    # /metrics counts every tenant's services: the operator tenant's alone, not A's.
+    metrics = a.get("/metrics")
+    assert metrics.status_code == 403 and "operator tenant 'default'" in metrics.text
     for page in ("/", "/benchmarks", "/alerts"):
         html = a.get(page)
         assert html.status_code == 200 and SERVICE not in html.text and PROJECT not in html.text
