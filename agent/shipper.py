@@ -30,6 +30,7 @@ quarantine folder is shared by the agents of the service, so adoption leaves it 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -52,6 +53,8 @@ log = logging.getLogger("hotpath.agent")
 # them as hotpath_agent_windows_dropped_total).
 DROPPED_HEADER = "X-Hotpath-Agent-Dropped"
 MAX_BACKOFF_S = 10.0
+HOT_PATH_LIMIT = "max_hot_paths_per_service"  # the server's 422 for names past its limit
+REFUSED_HOT_PATHS_S = 600.0  # then the refused names are offered again
 DEFAULT_MAX_SPOOL_BYTES = 256 * 2**20
 DEFAULT_MAX_SPOOL_FILES = 10_000  # 27 hours of 10 s windows
 DEFAULT_MAX_SERVER_ERRORS = 20  # about 3 minutes of backoff for one window
@@ -116,6 +119,10 @@ class Shipper:
         self.dropped_full = 0  # oldest spooled windows deleted to keep the spool capped
         self.dropped_memory = 0  # windows lost from the in-memory queue (disk unusable)
         self._reported_drops = (0, 0)  # of the two above, told to the server
+        # Hot-path names the service has no room for (max_hot_paths_per_service): left out of
+        # the windows sent, for a while.
+        self._refused_hot_paths: set[str] = set()
+        self._refused_hot_paths_until = 0.0
         self.sent_direct = 0  # windows shipped from memory, never spooled
 
         # Everything below is guarded by _mutex: submit() and the shipping thread share it.
@@ -564,8 +571,10 @@ class Shipper:
             target,
         )
 
-    def _send(self, name: str, body: bytes) -> bool | Refusal:
+    def _send(self, name: str, body: bytes, again: bool = True) -> bool | Refusal:
         """True: stored; False: try again later; a Refusal: never."""
+        if self._refused_hot_paths:
+            body = self._without_refused_hot_paths(body) or body
         headers = {"Content-Encoding": "zstd", "Content-Type": "application/json"}
         # Windows dropped since the last delivery ride on the next one, outside its body (the
         # spooled bytes stay as they are): the server counts them once, with a stored window.
@@ -583,6 +592,10 @@ class Shipper:
         status = response.status_code
         if status < 500 or status in RETRY_LATER:
             self._errors.pop(name, None)  # "in a row": any other answer ends a run of 5xx
+        if status == 422 and again and self._learn_refused_hot_paths(response):
+            # The service has no room for some of the window's hot-path names: the window
+            # goes again without them (its samples kept), and so do the next ones.
+            return self._send(name, body, again=False)
         if status in (200, 201):
             self._trouble(None, "")
             self._reported_drops = (
@@ -611,6 +624,45 @@ class Shipper:
             self._trouble(f"http {status}", f"server answered HTTP {status}: {excerpt}")
             return False
         return Refusal(status, excerpt, f"HTTP {status}")
+
+    def _learn_refused_hot_paths(self, response: httpx.Response) -> bool:
+        """Whether the 422 is the hot-path names limit (then its names are remembered for
+        `REFUSED_HOT_PATHS_S`, after which the agent offers them again)."""
+        try:
+            answer = response.json()
+        except ValueError:
+            return False
+        if not isinstance(answer, dict) or answer.get("limit") != HOT_PATH_LIMIT:
+            return False
+        names = {str(n) for n in answer.get("refused_hot_paths") or []}
+        if not names:
+            return False
+        now = time.monotonic()
+        if now > self._refused_hot_paths_until or len(self._refused_hot_paths) > 10_000:
+            self._refused_hot_paths = set()
+            self._refused_hot_paths_until = now + REFUSED_HOT_PATHS_S
+        if not names <= self._refused_hot_paths:
+            log.warning(
+                "the server has no room for hot paths %s (%s): windows go without them",
+                ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else ""),
+                answer.get("detail", HOT_PATH_LIMIT),
+            )
+        self._refused_hot_paths |= names
+        return True
+
+    def _without_refused_hot_paths(self, body: bytes) -> bytes | None:
+        """The zstd window `body` without the refused hot paths (None: it has none)."""
+        if time.monotonic() > self._refused_hot_paths_until:
+            self._refused_hot_paths = set()  # the service may have room again: offer them
+            return None
+        window = json.loads(zstandard.ZstdDecompressor().decompress(body))
+        hot_paths = window.get("hot_paths") or []
+        kept = [h for h in hot_paths if h.get("name") not in self._refused_hot_paths]
+        if len(kept) == len(hot_paths):
+            return None
+        window["hot_paths"] = kept
+        # a compressor of its own: `self.compressor` belongs to the sampling thread (submit)
+        return zstandard.ZstdCompressor(level=3).compress(json.dumps(window).encode())
 
     def _trouble(self, kind: str | None, message: str) -> None:
         """Log the server's state when it changes, not on every retry."""

@@ -31,8 +31,6 @@ class IngestResponse(BaseModel):
     window_id: int | None
     duplicate: bool
     samples: int
-    # What was stored with less than was sent (hot paths past max_hot_paths_per_service).
-    warnings: list[str] = []
 
 
 class ServiceOut(BaseModel):
@@ -114,7 +112,6 @@ async def ingest_window(
         window_id=result.window_id,
         duplicate=result.duplicate,
         samples=result.samples,
-        warnings=list(result.warnings),
     )
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from hotpath.server.storage.errors import (
     Conflict,
+    HotPathLimitExceeded,
     SeriesLimitExceeded,
     StorageUnavailable,
     UnknownRun,
@@ -42,6 +43,17 @@ async def series_limit(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "limit": "max_series_per_service"}, 422)
 
 
+async def hot_path_limit(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming the limit and the names that did not fit: the agent sends the window again
+    without them (its samples are kept) and leaves them out of later windows."""
+    refused = list(getattr(exc, "refused", []))
+    request.app.state.metrics.hot_paths_refused_for(getattr(exc, "service", ""), len(refused))
+    return JSONResponse(
+        {"detail": str(exc), "limit": "max_hot_paths_per_service", "refused_hot_paths": refused},
+        422,
+    )
+
+
 async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     """The database went away (or SQLite stayed locked): a retryable 503, not a 500. Nothing
     was half-written, since every write is one transaction; the SQL backend's pool
@@ -60,4 +72,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownRun, unknown_run)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(SeriesLimitExceeded, series_limit)
+    app.add_exception_handler(HotPathLimitExceeded, hot_path_limit)
     app.add_exception_handler(StorageUnavailable, storage_unavailable)

@@ -340,7 +340,7 @@ class Metrics:
         )
         self.hot_paths_refused = Counter(
             "hotpath_ingest_hot_paths_refused",
-            "Hot paths left out of stored windows: new names past max_hot_paths_per_service",
+            "New hot-path names refused with their windows: past max_hot_paths_per_service",
             ["service"],
             registry=r,
         )
@@ -364,15 +364,10 @@ class Metrics:
         body_bytes: int,
         agent_dropped: dict[str, int] | None = None,
     ) -> None:
-        """Called by the ingest routes after the store answered. Hot paths the store left
-        out (names past the limit) are not exported either. `agent_dropped`: windows the
+        """Called by the ingest routes after the store answered. `agent_dropped`: windows the
         agent dropped since its last delivery, by reason, counted once (a duplicate is the
         retry of a delivery already counted)."""
-        hot_paths: Iterable[wire.HotPathWindow] = window.hot_paths
-        if result.dropped_hot_paths:
-            left_out = set(result.dropped_hot_paths)
-            hot_paths = [h for h in window.hot_paths if h.name not in left_out]
-        self.piece_ingested(window.service, result, body_bytes, hot_paths)
+        self.piece_ingested(window.service, result, body_bytes, window.hot_paths)
         if (
             agent_dropped
             and not result.duplicate
@@ -395,12 +390,15 @@ class Metrics:
             if not result.duplicate:
                 self.samples.labels(service).inc(result.samples)
                 self.bytes.labels(service).inc(body_bytes)
-            if result.dropped_hot_paths:
-                self.hot_paths_refused.labels(service).inc(len(result.dropped_hot_paths))
         if result.duplicate:
             return
         for hot_path in hot_paths:
             self.hot_paths.add(service, hot_path)
+
+    def hot_paths_refused_for(self, service: str, names: int) -> None:
+        """A window refused for bringing `names` hot-path names past the service's limit."""
+        if self.budget.admit("service", (service,), SERVICE_SERIES):
+            self.hot_paths_refused.labels(service).inc(names)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,9 +49,9 @@ class Settings(BaseSettings):
     window_limits: WindowLimits = WindowLimits()
     # Cardinality (server/storage/profiles.py `Limits`): series and hot-path names a service
     # may have active (seen within limits_active_window). A new series beyond the limit is
-    # refused (422 naming the label); new hot-path names beyond it are left out of a stored
-    # window (a warning in the answer). /metrics exports at most max_metrics_series series
-    # of its per-service and per-hot-path families.
+    # refused (422 naming the label), and so is a window bringing hot-path names beyond it
+    # (422 naming them: the agent sends it again without them). /metrics exports at most
+    # max_metrics_series series of its per-service and per-hot-path families.
     max_series_per_service: int = 1_000
     max_hot_paths_per_service: int = 200
     limits_active_window: timedelta = timedelta(hours=1)

@@ -20,7 +20,7 @@ from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.profiler.model import CPU, PROFILE_TYPES
 from hotpath.server.storage import Storage, open_storage
-from hotpath.server.storage.errors import SeriesLimitExceeded
+from hotpath.server.storage.errors import HotPathLimitExceeded, SeriesLimitExceeded
 from hotpath.server.storage.profiles import DEFAULT_TENANT, HotPathCalls, Limits
 from hotpath.server.storage.sql import tables
 from hotpath.server.storage.sql.database import MIGRATIONS, make_engine
@@ -114,28 +114,28 @@ def test_series_that_differ_by_type_blame_no_label(small: Storage) -> None:
 # -- hot-path names per service -------------------------------------------------------------
 
 
-def test_new_hot_path_names_past_the_limit_are_left_out_and_the_window_stored(
-    small: Storage,
-) -> None:
+def test_a_window_with_hot_path_names_past_the_limit_is_refused_whole(small: Storage) -> None:
     store = small.profiles
-    result = store.put(piece("main 10", hot_paths=calls("a", "b", "c", "d", "e")))
-    assert result.window_id is not None and result.samples == 10
-    assert result.dropped_hot_paths == ("d", "e")
-    (warning,) = result.warnings
-    assert warning == (
-        "2 hot paths not stored: service 'svc' has 3 active hot-path names "
-        "(max_hot_paths_per_service is 3); new names refused: 'd', 'e'"
+    with pytest.raises(HotPathLimitExceeded) as refused:
+        store.put(piece("main 10", hot_paths=calls("a", "b", "c", "d", "e")))
+    assert refused.value.refused == ["d", "e"]
+    assert str(refused.value) == (
+        "service 'svc' has 3 active hot-path names (max_hot_paths_per_service is 3); the "
+        "window brings 2 new ones that do not fit: 'd', 'e'. Nothing was stored: send it "
+        "without them, or raise the limit"
     )
-    assert store.sample_count(select()) == 10
-    assert sorted(store.hot_path_histograms(select())) == ["a", "b", "c"]
-    # Known names keep coming in, on any series of the service; new ones are still refused.
-    again = store.put(piece("main 5", labels={"host": "b"}, hot_paths=calls("c", "a", "f")))
-    assert again.dropped_hot_paths == ("f",)
+    assert store.services(DEFAULT_TENANT) == []  # nothing half-written, not even the service
+    # The same window without them (what the agent sends next) is stored whole.
+    result = store.put(piece("main 10", hot_paths=calls("a", "b", "c")))
+    assert result.window_id is not None and store.sample_count(select()) == 10
+    # Known names keep coming in, on any series of the service; a new one is still refused.
+    store.put(piece("main 5", labels={"host": "b"}, hot_paths=calls("c", "a")))
+    with pytest.raises(HotPathLimitExceeded):
+        store.put(piece("main 5", labels={"host": "b"}, hot_paths=calls("c", "a", "f")))
     histograms = store.hot_path_histograms(select())
     assert sorted(histograms) == ["a", "b", "c"] and histograms["a"][1].count == 2
-    assert store.put(piece("main 1", hot_paths=calls("b"))).warnings == ()
     # Another service has its own room.
-    assert store.put(piece("main 1", service="other", hot_paths=calls("d"))).warnings == ()
+    assert store.put(piece("main 1", service="other", hot_paths=calls("d"))).window_id
 
 
 def test_hot_path_names_gone_quiet_make_room(db_url: str) -> None:
@@ -143,12 +143,15 @@ def test_hot_path_names_gone_quiet_make_room(db_url: str) -> None:
     store = opened.profiles
     try:
         store.put(piece("main 1", hot_paths=calls("old1", "old2", "old3")))
-        assert store.put(piece("main 1", hot_paths=calls("new0"))).dropped_hot_paths == ("new0",)
+        with pytest.raises(HotPathLimitExceeded):
+            store.put(piece("main 1", hot_paths=calls("new0")))
         time.sleep(1.2)
-        result = store.put(piece("main 1", hot_paths=calls("new1", "new2", "new3", "new4")))
-        assert result.dropped_hot_paths == ("new4",)
+        with pytest.raises(HotPathLimitExceeded) as refused:
+            store.put(piece("main 1", hot_paths=calls("new1", "new2", "new3", "new4")))
+        assert refused.value.refused == ["new4"]
+        store.put(piece("main 1", hot_paths=calls("new1", "new2", "new3")))
         # The old names are still the service's: they come back without a check.
-        assert store.put(piece("main 1", hot_paths=calls("old1"))).warnings == ()
+        assert store.put(piece("main 1", hot_paths=calls("old1"))).window_id
     finally:
         opened.close()
 
@@ -160,8 +163,10 @@ def test_a_sender_that_keeps_sending_refused_things_is_refused_from_memory(
     again (the SQL backend remembers a refusal for a twelfth of the active window)."""
     store = small.profiles
     for n in range(5):
-        store.put(piece("main 1", labels={"req_id": str(n)}, hot_paths=calls(f"p{n}")))
-    store.put(piece("main 1", labels={"req_id": "0"}, hot_paths=calls("p5", "p6")))
+        names = calls(f"p{n}") if n < 3 else []
+        store.put(piece("main 1", labels={"req_id": str(n)}, hot_paths=names))
+    with pytest.raises(HotPathLimitExceeded):
+        store.put(piece("main 1", labels={"req_id": "0"}, hot_paths=calls("p5", "p6")))
     with pytest.raises(SeriesLimitExceeded):
         store.put(piece("main 1", labels={"req_id": "5"}))
     statements: list[str] = []
@@ -171,11 +176,11 @@ def test_a_sender_that_keeps_sending_refused_things_is_refused_from_memory(
     try:
         with pytest.raises(SeriesLimitExceeded, match="label 'req_id' has 5 values"):
             store.put(piece("main 1", labels={"req_id": "5"}))
-        result = store.put(piece("main 1", labels={"req_id": "1"}, hot_paths=calls("p6", "p1")))
+        with pytest.raises(HotPathLimitExceeded, match="3 active hot-path names") as refused:
+            store.put(piece("main 1", labels={"req_id": "1"}, hot_paths=calls("p6", "p1")))
     finally:
         event.remove(engine, "before_cursor_execute", listener)
-    assert result.dropped_hot_paths == ("p6",)
-    assert "3 active hot-path names" in result.warnings[0]
+    assert refused.value.refused == ["p6"]
     assert not [s for s in statements if "count(" in s.lower() or "FOR NO KEY" in s]
 
 
@@ -183,39 +188,46 @@ def test_a_sender_that_keeps_sending_refused_things_is_refused_from_memory(
 
 
 def test_concurrent_servers_on_one_database_keep_both_limits_exactly(db_url: str) -> None:
-    """Two storages (two servers' engines and caches) and 8 writers: the service ends with
-    exactly the limit of series and of hot-path names, whoever won the races."""
+    """Two storages (two servers' engines and caches) and 8 writers, 64 windows each time:
+    the service ends with exactly the limit of series, and another with exactly the limit of
+    hot-path names, whoever won the races."""
     limits = Limits(series_per_service=20, hot_paths_per_service=30)
     servers = [open_storage(db_url, limits=limits) for _ in range(2)]
     outcomes: list[str] = []
-    dropped: list[int] = []
     lock = threading.Lock()
 
-    def writer(k: int) -> None:
+    def writer(k: int, new_series: bool) -> None:
         store = servers[k % 2].profiles
         for n in range(8):
-            names = [f"w{k}-n{n}-{i}" for i in range(4)]
-            made = piece("main;work 2", labels={"req_id": f"{k}-{n}"}, hot_paths=calls(*names))
+            made = (
+                piece("main;work 2", labels={"req_id": f"{k}-{n}"})
+                if new_series
+                else piece("main;work 2", service="named", hot_paths=calls(f"w{k}-n{n}"))
+            )
             try:
-                result = store.put(made)
+                store.put(made)
                 with lock:
                     outcomes.append("stored")
-                    dropped.append(len(result.dropped_hot_paths))
-            except SeriesLimitExceeded:
+            except (SeriesLimitExceeded, HotPathLimitExceeded):
                 with lock:
                     outcomes.append("refused")
 
-    try:
-        threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    def race(new_series: bool) -> None:
+        outcomes.clear()
+        threads = [threading.Thread(target=writer, args=(k, new_series)) for k in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+
+    try:
+        race(new_series=True)
         assert outcomes.count("stored") == 20 and outcomes.count("refused") == 44
         assert series_of(servers[0]) == 20
-        # 20 stored windows carried 80 new names: 30 kept, 50 left out.
-        assert sum(dropped) == 50
-        assert len(servers[1].profiles.hot_path_histograms(select())) == 30
+        race(new_series=False)
+        assert outcomes.count("stored") == 30 and outcomes.count("refused") == 34
+        named = select(service="named")
+        assert len(servers[1].profiles.hot_path_histograms(named)) == 30
     finally:
         for opened in servers:
             opened.close()
@@ -302,11 +314,17 @@ def test_ingest_names_the_limit_it_hits(limited_server: RunningServer) -> None:
             "limit": "max_series_per_service",
         }
         names = [f"path_{i}" for i in range(64)]
-        stored = client.post("/api/v1/windows", content=window("trader", {"req_id": "0"}, names))
-        assert stored.status_code == 201, stored.text
-        (warning,) = stored.json()["warnings"]
-        assert warning.startswith("54 hot paths not stored: service 'trader' has 10 active")
-        assert warning.endswith("'path_10', 'path_11', 'path_12', 'path_13', 'path_14' and 49 more")
+        whole = client.post("/api/v1/windows", content=window("trader", {"req_id": "0"}, names))
+        assert whole.status_code == 422, whole.text
+        answer = whole.json()
+        assert answer["limit"] == "max_hot_paths_per_service"
+        assert answer["refused_hot_paths"] == names[10:]
+        assert answer["detail"].startswith(
+            "service 'trader' has 10 active hot-path names (max_hot_paths_per_service is 10); "
+            "the window brings 54 new ones that do not fit: 'path_10', 'path_11'"
+        )
+        fits = client.post("/api/v1/windows", content=window("trader", {"req_id": "0"}, names[:10]))
+        assert fits.status_code == 201, fits.text
         paths = client.get("/api/v1/hotpaths", params={"service": "trader", "from": "-1h"})
         m = metric_samples(client.get("/metrics").text)
     assert paths.status_code == 200, paths.text
@@ -354,7 +372,12 @@ def test_metrics_with_the_default_limits(limited_server: RunningServer) -> None:
     with limited_server.client() as client:
         for n in range(50):
             names = [f"w{n}_path_{i}" for i in range(64)]
-            assert client.post("/api/v1/windows", content=window("svc", None, names)).is_success
+            sent = client.post("/api/v1/windows", content=window("svc", None, names))
+            if sent.status_code == 422:  # as the agent does: again, without the refused names
+                refused = set(sent.json()["refused_hot_paths"])
+                names = [name for name in names if name not in refused]
+                sent = client.post("/api/v1/windows", content=window("svc", None, names))
+            assert sent.is_success, sent.text
         body = client.get("/metrics").text
     m = metric_samples(body)
     assert client_driven_series(m) <= 10_000
@@ -423,8 +446,10 @@ def test_the_upgrade_keeps_the_names_and_series_a_service_has(db_url: str) -> No
     engine.dispose()
     opened = open_storage(db_url, limits=Limits(series_per_service=1, hot_paths_per_service=2))
     try:
-        result = opened.profiles.put(piece("main 1", hot_paths=calls("a", "b", "c", "d")))
-        assert result.dropped_hot_paths == ("d",)
+        with pytest.raises(HotPathLimitExceeded) as refused:
+            opened.profiles.put(piece("main 1", hot_paths=calls("a", "b", "c", "d")))
+        assert refused.value.refused == ["d"]  # a, b, c: the service's already
+        assert opened.profiles.put(piece("main 1", hot_paths=calls("a", "b", "c"))).window_id
         with pytest.raises(SeriesLimitExceeded, match="has 1 active series"):
             opened.profiles.put(piece("main 1", labels={"host": "new"}))
     finally:

@@ -159,6 +159,43 @@ def test_a_window_the_server_refuses_is_set_aside_and_the_next_ones_go_on(
     assert not list(spool.glob("agent-*")), "the agent folder is gone; the quarantine stays"
 
 
+def test_hot_paths_the_service_has_no_room_for_are_left_out_and_the_samples_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real server with room for 2 hot-path names; windows bring 3: the first is refused
+    (422 naming the third), sent again without it, and so are the next ones; every sample
+    is stored, nothing is set aside, and the log says so once."""
+    from hotpath.profiler.hotpath.histogram import Histogram
+
+    server = start_server(
+        f"sqlite:///{tmp_path / 'h.db'}",
+        tmp_path / "srv",
+        env={"HOTPATH_MAX_HOT_PATHS_PER_SERVICE": "2"},
+    )
+    try:
+        histogram = Histogram()
+        histogram.record(2_000_000)
+        shipper = Shipper(server.url, tmp_path / "spool")
+        with caplog.at_level(logging.WARNING, logger="hotpath.agent"):
+            for i in range(4):
+                w = window(i)
+                w.hot_paths = [
+                    wire.HotPathWindow(name=name, histogram=histogram.to_wire())
+                    for name in ("order", "quote", "cancel")
+                ]
+                shipper.submit(w)
+            assert shipper.close(timeout_s=20) == 0
+        assert (shipper.shipped, shipper.quarantined) == (4, 0)
+        assert stored_total(server.url) == 1 + 2 + 3 + 4
+        paths = httpx.get(
+            server.url + "/api/v1/hotpaths", params={"service": "svc", "from": "-1h"}
+        ).json()
+        assert sorted((p["name"], p["count"]) for p in paths) == [("order", 4), ("quote", 4)]
+        assert caplog.text.count("no room for hot paths cancel") == 1
+    finally:
+        stop_process(server.process)
+
+
 class ScriptedServer:
     """A real HTTP server with scripted answers, for what our server does not do on demand:
     `answer(window_json) -> status`."""

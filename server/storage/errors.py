@@ -65,3 +65,20 @@ __all__ = [
     "UnknownRun",
     "UnknownService",
 ]
+
+
+class HotPathLimitExceeded(StorageError):
+    """A window would add hot-path names beyond `Limits.hot_paths_per_service`; nothing was
+    stored. `refused` are the names it brought that did not fit (the agent sends the window
+    again without them, so its samples are kept)."""
+
+    def __init__(self, service: str, refused: list[str], active: int, limit: int) -> None:
+        self.service, self.refused, self.active, self.limit = service, refused, active, limit
+        shown = ", ".join(repr(name) for name in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        super().__init__(
+            f"service {service!r} has {active} active hot-path names "
+            f"(max_hot_paths_per_service is {limit}); the window brings {len(refused)} new "
+            f"ones that do not fit: {shown}{more}. Nothing was stored: send it without them, "
+            "or raise the limit"
+        )

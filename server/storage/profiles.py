@@ -156,10 +156,6 @@ class IngestResult:
     window_id: int | None  # None for a duplicate
     duplicate: bool
     samples: int  # the piece's total weight
-    # Hot paths not stored because their names would exceed `Limits.hot_paths_per_service`
-    # (the rest of the piece is stored), and what to tell the sender about it.
-    dropped_hot_paths: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,9 +226,10 @@ class ProfileStore(Protocol):
         """Store a piece and its hot-path calls, or recognise its key as a duplicate.
 
         Raises `SeriesLimitExceeded` (errors.py), storing nothing, when the piece would make
-        a new series beyond `Limits.series_per_service`. Hot paths whose new names would go
-        beyond `Limits.hot_paths_per_service` are left out and the rest stored: refusing the
-        whole piece would lose its stacks too (the agent sets a refused window aside)."""
+        a new series beyond `Limits.series_per_service`, and `HotPathLimitExceeded`, storing
+        nothing, when its hot paths would bring new names beyond
+        `Limits.hot_paths_per_service` (naming them: the agent sends the window again without
+        them, so its stacks are kept)."""
         ...
 
     def profile(self, selection: Selection) -> Profile:

@@ -191,16 +191,6 @@ class HotPathNames:
     def publish(self, learned: dict[tuple[int, str], int]) -> None:
         self._stamps.put_many(learned.items())
 
-    def warning(self, service: str, refused: Sequence[str], active: int) -> str:
-        shown = ", ".join(repr(name) for name in refused[:_NAMES_SHOWN])
-        more = len(refused) - _NAMES_SHOWN
-        rest = f" and {more} more" if more > 0 else ""
-        return (
-            f"{len(refused)} hot paths not stored: service {service!r} has {active} active "
-            f"hot-path names (max_hot_paths_per_service is "
-            f"{self.limits.hot_paths_per_service}); new names refused: {shown}{rest}"
-        )
-
 
 def _stored(conn: Connection, service_id: int, names: Sequence[str]) -> dict[str, int]:
     """The names of `names` the service has, with their stored arrival stamps."""

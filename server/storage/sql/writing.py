@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hotpath.server.storage.errors import SeriesLimitExceeded
+from hotpath.server.storage.errors import HotPathLimitExceeded, SeriesLimitExceeded
 from hotpath.server.storage.profiles import HotPathCalls, IngestResult, Limits, Piece
 from hotpath.server.storage.sql import pairs as pairs_codec
 from hotpath.server.storage.sql.cardinality import HotPathNames, SeriesRefusals
@@ -48,8 +48,6 @@ class PieceWriter:
         digest = series_digest(key.type.id, key.labels)
         learned = Learned()
         learned_names: dict[tuple[int, str], int] = {}
-        refused: list[str] = []
-        active = 0
         hot_paths = piece.hot_paths
         service_key = (key.tenant, key.service)
         now_us = to_us(datetime.now(UTC))  # arrival, for the limits' active counts
@@ -72,9 +70,10 @@ class PieceWriter:
                         now_us,
                         learned_names,
                     )
-                    if refused:
-                        left_out = set(refused)
-                        hot_paths = [h for h in hot_paths if h.name not in left_out]
+                    if refused:  # nothing of the window is stored (the transaction rolls back)
+                        raise HotPathLimitExceeded(
+                            key.service, refused, active, self.limits.hot_paths_per_service
+                        )
                 stack_ids = self.interner.intern(conn, piece.frames, piece.stacks, learned)
                 pairs = pairs_codec.from_lists(stack_ids, piece.counts)
                 window_id = conn.execute(
@@ -114,10 +113,7 @@ class PieceWriter:
         self._names.publish(learned_names)
         self._service_ids.put_many([(service_key, service_id)])
         self._series_ids.put_many([((service_id, digest), series_id)])
-        if not refused:
-            return IngestResult(window_id, False, samples)
-        warning = self._names.warning(key.service, refused, active)
-        return IngestResult(window_id, False, samples, tuple(refused), (warning,))
+        return IngestResult(window_id, False, samples)
 
     def _series_id(
         self, conn: Connection, service_id: int, piece: Piece, digest: bytes, now_us: int
