@@ -173,3 +173,41 @@ def test_pyroscope_app_names() -> None:
     assert pyroscope.parse_app_name("app") == ("app", {})
     with pytest.raises(FormatError):
         pyroscope.parse_app_name("app{env}")
+
+
+def test_the_hot_path_wrapper_frames_are_folded_away_on_the_way_in() -> None:
+    """`@hot_path`'s wrapper (sync and async, by short name or qualname, wherever hotpath is
+    installed) leaves every stack; stacks that become equal merge; a stack of nothing else
+    stays as it is."""
+    from datetime import UTC, datetime, timedelta
+
+    from hotpath.profiler.formats import window as wire
+
+    now = datetime.now(UTC)
+    SITE = "/venv/site-packages/hotpath/profiler"
+    window = wire.Window(
+        service="s",
+        idempotency_key="fold-test-1",
+        start=now - timedelta(seconds=1),
+        end=now,
+        sample_rate_hz=100,
+        frames=[
+            ("main", "app.py", 1),
+            ("timed", "/repo/profiler/hotpath/recorder.py", 237),
+            ("execute_order", "app.py", 10),
+            ("HotPath.__call__.<locals>.timed_async", f"{SITE}/hotpath/recorder.py", 227),
+            ("risk_check", "app.py", 20),
+            ("timed", "my_app/timing.py", 5),  # someone else's `timed`: kept
+        ],
+        stacks=[[0, 1, 2], [0, 2], [0, 3, 2, 4], [1], [0, 5]],
+        counts=[5, 3, 2, 1, 4],
+    )
+    named = [[window.frames[i][0] for i in stack] for stack in window.stacks]
+    assert named == [
+        ["main", "execute_order"],
+        ["main", "execute_order", "risk_check"],
+        ["timed"],
+        ["main", "timed"],
+    ]
+    assert window.counts == [8, 2, 1, 4]
+    assert [f[1] for f in window.frames].count("my_app/timing.py") == 1

@@ -4,6 +4,7 @@ the p50/p99 the server reports match the durations measured inside the process."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -205,6 +206,15 @@ def test_attribution_splits_the_budget_as_the_process_spent_it(sqlite_server, tm
         names = {frame["name"] for frame in flame.json()["shared"]["frames"]}
         assert {"execute_order", "risk_check", "price_quote"} <= names
         assert "housekeeping" not in names and "main" not in names
+        # The decorator's wrapper is folded away on the way in: no stored stack holds it,
+        # the order path starts at the user's function.
+        whole = client.get(
+            "/api/v1/profile",
+            params={"service": "trader", "from": "-10m", "format": "collapsed"},
+        ).text
+        # (the recorder's own `record` frame may show: that is the API's real cost)
+        assert not re.search(r"timed(_async)? \([^)]*hotpath/recorder\.py", whole), whole
+        assert any(";execute_order (" in line for line in whole.splitlines())
 
 
 def test_the_calls_of_the_last_window_survive_the_target_exiting(sqlite_server, tmp_path) -> None:

@@ -170,6 +170,10 @@ class Window(BaseModel):
             self.frames = [(clean_name(n), clean_name(f), line) for n, f, line in self.frames]
         if self.end < self.start:
             raise ValueError("end is before start")
+        if len(self.stacks) == len(self.counts) and _wrapper_frames(self.frames):
+            self.frames, self.stacks, self.counts = fold_hot_path_wrappers(
+                self.frames, self.stacks, self.counts
+            )
         kind = profile_type(self.type)
         if kind.unit != self.unit:
             raise ValueError(f"a {kind.id} profile is in {kind.unit}, not {self.unit}")
@@ -182,6 +186,43 @@ class Window(BaseModel):
             if max(stack) >= n:
                 raise ValueError(f"stack {i} refers to frame {max(stack)}, but only {n} frames")
         return self
+
+
+# `@hot_path`'s wrappers (profiler/hotpath/recorder.py): a frame of ours between the caller
+# and the user's timed function in every order-path stack.
+_WRAPPER_NAMES = ("timed", "timed_async")
+_WRAPPER_FILE = "hotpath/recorder.py"
+
+
+def _wrapper_frames(frames: list[tuple[str, str, int]]) -> set[int]:
+    return {
+        i
+        for i, (name, file, _) in enumerate(frames)
+        if name.rpartition(".")[2] in _WRAPPER_NAMES
+        and file.replace("\\", "/").endswith(_WRAPPER_FILE)
+    }
+
+
+def fold_hot_path_wrappers(
+    frames: list[tuple[str, str, int]], stacks: list[list[int]], counts: list[int]
+) -> tuple[list[tuple[str, str, int]], list[list[int]], list[int]]:
+    """The window's stacks without the hot-path decorator's wrapper frames, so the order
+    path starts at the user's function; stacks that become equal are merged, frames no
+    stack uses are dropped. Every way in (agent windows, old agents) passes through here."""
+    wrappers = _wrapper_frames(frames)
+    if not wrappers:
+        return frames, stacks, counts
+    merged: dict[tuple[int, ...], int] = {}
+    for stack, count in zip(stacks, counts, strict=True):
+        kept = tuple(i for i in stack if i not in wrappers) or tuple(stack)
+        merged[kept] = merged.get(kept, 0) + count
+    used = sorted({i for stack in merged for i in stack})
+    index = {old: new for new, old in enumerate(used)}
+    return (
+        [frames[i] for i in used],
+        [[index[i] for i in stack] for stack in merged],
+        list(merged.values()),
+    )
 
 
 def parse(data: bytes, limits: WindowLimits) -> Window:
