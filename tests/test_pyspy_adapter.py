@@ -361,3 +361,23 @@ def test_invalid_arguments_are_rejected() -> None:
         WindowedSampler(1, rate_hz=0)
     with pytest.raises(ValueError):
         WindowedSampler(1, window_s=0.0)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "transient"),
+    [
+        # what py-spy 0.4 printed in CI when a frame changed under it
+        (
+            "Error: Failed to get stack traces\nCaused by:\n 0: Failed to call get_stack_trace "
+            "for thread 139622303050624\n 1: Failed to copy PyCodeObject\n 2: Bad address "
+            "(os error 14)",
+            True,
+        ),
+        ("Error: Permission denied (os error 13)", False),
+        ("Error: Failed to find python version from target process", False),
+    ],
+)
+def test_a_racy_read_of_the_target_is_worth_a_new_start(stderr: str, transient: bool) -> None:
+    from hotpath.profiler.adapters.pyspy import transient_failure
+
+    assert transient_failure(stderr) is transient

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -86,6 +87,20 @@ _READY_POLL_S = 0.0005
 _IDLE_POLL_S = 0.025
 # py-spy retries attaching for a few hundred ms before giving up; this is a generous bound.
 _READY_TIMEOUT_S = 15.0
+# A py-spy started while the target changes a frame can fail at once reading its memory
+# ("Failed to copy PyCodeObject: Bad address", seen in CI): started again, up to this many
+# times, while the running recorder keeps sampling, instead of ending the agent.
+_START_ATTEMPTS = 3
+_TRANSIENT = ("Failed to get stack traces", "Bad address", "Failed to copy")
+
+log = logging.getLogger("hotpath.agent")
+
+
+def transient_failure(stderr: str) -> bool:
+    """Whether py-spy's error is a racy read of the target's memory, worth a new start."""
+    return any(marker in stderr for marker in _TRANSIENT)
+
+
 # First guess of py-spy's start-up time, replaced by measurements as recorders start.
 _INITIAL_LEAD_S = 0.05
 _SIGINT_BIT = 1 << (signal.SIGINT - 1)
@@ -437,9 +452,30 @@ class WindowedSampler:
     def _empty_final(self, at: float) -> SampledWindow:
         return SampledWindow(start=_utc(at), end=_utc(at), collapsed="", final=True)
 
+    def _start(
+        self, workdir: Path, recorders: list[_Recorder], active: _Recorder | None
+    ) -> tuple[_Recorder, str]:
+        """A new recorder and how its start went (`_await_ready`), started again after a
+        transient failure (`transient_failure`) while the target lives."""
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            recorder = self._spawn(workdir, recorders)
+            outcome = self._await_ready(recorder, active)
+            if (
+                outcome != "failed"
+                or attempt == _START_ATTEMPTS
+                or not _target_alive(self.pid)
+                or not transient_failure(recorder.stderr())
+            ):
+                break
+            log.warning(
+                "py-spy could not read process %s (%s): starting it again",
+                self.pid,
+                _error_summary(recorder.stderr()),
+            )
+        return recorder, outcome
+
     def _run(self, workdir: Path, recorders: list[_Recorder]) -> Iterator[SampledWindow]:
-        first = self._spawn(workdir, recorders)
-        outcome = self._await_ready(first, None)
+        first, outcome = self._start(workdir, recorders, None)
         if outcome == "stop":
             first.kill()
             yield self._empty_final(self._stop_wall or time.time())
@@ -463,8 +499,7 @@ class WindowedSampler:
                 yield self._finish(active, start_wall, stopped=outcome == "stop")
                 return
 
-            successor = self._spawn(workdir, recorders)
-            outcome = self._await_ready(successor, active)
+            successor, outcome = self._start(workdir, recorders, active)
             if outcome != "ready":
                 if outcome == "failed" and _target_alive(self.pid):
                     raise self._start_failure(successor, outcome)
