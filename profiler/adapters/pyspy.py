@@ -190,21 +190,28 @@ def check_target(pid: int) -> None:
     """
     if not _target_alive(pid):
         raise TargetNotFound(f"no running process with PID {pid}")
-    try:
-        result = subprocess.run(
-            [py_spy_path(), "dump", "--pid", str(pid), "--nonblocking"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=_py_spy_env(),
-            timeout=60,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PySpyError(f"py-spy dump of process {pid} did not finish in 60 s") from exc
-    if result.returncode != 0:
-        raise _attach_error(pid, result.stderr)
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            result = subprocess.run(
+                [py_spy_path(), "dump", "--pid", str(pid), "--nonblocking"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=_py_spy_env(),
+                timeout=60,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise PySpyError(f"py-spy dump of process {pid} did not finish in 60 s") from exc
+        if result.returncode == 0:
+            return
+        # A racy read of a target that is busy changing frames (starting up, say): again.
+        if attempt == _START_ATTEMPTS or not transient_failure(result.stderr):
+            break
+        log.warning("py-spy could not read process %s: trying again", pid)
+        time.sleep(0.05)
+    raise _attach_error(pid, result.stderr)
 
 
 def _normalise_collapsed(text: str) -> str:
