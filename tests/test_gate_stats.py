@@ -479,6 +479,41 @@ def test_the_statistic_setting_is_read_and_checked(tmp_path) -> None:
         load_config(table)
 
 
+def test_the_control_setting_is_read_and_checked(tmp_path) -> None:
+    table = tmp_path / "gate.toml"
+    table.write_text('control = "benchmark"\nbenchmark_alpha = "0.5%"\n')
+    config = load_config(table)
+    assert config.per_benchmark and config.level == pytest.approx(0.005)
+    assert GateConfig().level == GateConfig().alpha  # the default controls the whole run
+    table.write_text('control = "run"\n')
+    with pytest.raises(GateConfigError, match="control"):
+        load_config(table)
+    table.write_text("benchmark_alpha = 0\n")
+    with pytest.raises(GateConfigError, match="benchmark_alpha"):
+        load_config(table)
+
+
+def test_per_benchmark_control_flags_what_the_suite_correction_holds_back(
+    base: np.ndarray,
+) -> None:
+    """A 10% slowdown at one-sided p ~ 0.005 among 30 benchmarks: Benjamini-Hochberg over the
+    run (the default) asks p <= 0.05 / 30 of the first and passes it; each benchmark at 1%
+    (issue 13's per-benchmark bar, `control = "benchmark"`) flags it, and nothing else."""
+    rng = np.random.default_rng(2)
+    history = _history(rng, base, 15)
+    slowed = base * np.exp(rng.normal(0, 0.02, base.size))
+    slowed[4] *= 1.10
+    head = _run(slowed, 99)
+    by_run = {v.fullname: v for v in compare(head, history, GateConfig()).verdicts}
+    each = compare(head, history, GateConfig(control="benchmark"))
+    suite_view, own = by_run["t.py::test_4"], {v.fullname: v for v in each.verdicts}["t.py::test_4"]
+    assert suite_view.verdict == "unchanged"
+    assert suite_view.p_value is not None and suite_view.p_value <= 0.01
+    assert suite_view.q_value is not None and suite_view.q_value > 0.05
+    assert [v.fullname for v in each.regressed] == ["t.py::test_4"]
+    assert own.q_value == own.p_value
+
+
 # --- re-runs judged by the precedence test (issue 13: --confirm on real suites) ---
 
 

@@ -7,6 +7,8 @@ min_effect = "5%"        # smallest slowdown worth failing a merge for (or 0.05)
 floor_ns = 10            # absolute change below which sub-microsecond benchmarks never fail
 alpha = 0.05             # false-discovery rate across the benchmarks of one run
 statistic = "auto"       # what a run's value is: "auto" (minimum from 5 rounds on), or "median"
+control = "suite"        # "suite": alpha over the run (Benjamini-Hochberg); "benchmark": each
+benchmark_alpha = 0.01   #   benchmark at this one-sided level (more found, more runs fail)
 
 [tool.hotpath.gate.min_effect_for]   # per benchmark (fnmatch on fullname) or per group
 "tests/test_io.py::*" = "10%"
@@ -30,7 +32,16 @@ DEFAULT_ALPHA = 0.05
 # (`gate_noise.MIN_ROUNDS_FOR_MIN`), else its median; "median": always the median (the gate
 # before it was fitted to real suites, kept for the accuracy studies)
 STATISTICS = ("auto", "median")
-_KEYS = {"min_effect", "floor_ns", "alpha", "min_effect_for", "statistic"}
+# what the significance level controls: "suite", the false discoveries of a whole run
+# (Benjamini-Hochberg at `alpha`, so one run of an unchanged suite rarely fails); "benchmark",
+# each benchmark's false alarms (one-sided p <= `benchmark_alpha`, no correction: a 40-benchmark
+# suite at 1% fails about one unchanged run in four; benchmarks/gate_accuracy.py)
+CONTROLS = ("suite", "benchmark")
+DEFAULT_BENCHMARK_ALPHA = 0.01
+_KEYS = {
+    "min_effect", "floor_ns", "alpha", "min_effect_for", "statistic", "control",
+    "benchmark_alpha",
+}  # fmt: skip
 
 
 class GateConfigError(ValueError):
@@ -44,10 +55,21 @@ class GateConfig:
     alpha: float = DEFAULT_ALPHA
     min_effect_for: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     statistic: str = "auto"
+    control: str = "suite"  # `CONTROLS`
+    benchmark_alpha: float = DEFAULT_BENCHMARK_ALPHA
     # model contention (one-sided slow runs, `gate_contention`); off: the earlier gate's
     # symmetric noise alone, kept for the accuracy studies
     contention: bool = True
     source: str | None = None  # where the settings came from, for the report
+
+    @property
+    def per_benchmark(self) -> bool:
+        return self.control == "benchmark"
+
+    @property
+    def level(self) -> float:
+        """What a benchmark's q must reach: `alpha` over the run, or `benchmark_alpha` alone."""
+        return self.benchmark_alpha if self.per_benchmark else self.alpha
 
     @property
     def floor_seconds(self) -> float:
@@ -148,6 +170,15 @@ def _from_table(table: dict[str, Any], source: str) -> GateConfig:
         if not 0 < alpha < 1:
             raise GateConfigError(f"{where} alpha: must lie strictly between 0 and 1")
         config = replace(config, alpha=alpha)
+    if "benchmark_alpha" in table:
+        level = parse_fraction(table["benchmark_alpha"], f"{where} benchmark_alpha")
+        if not 0 < level < 1:
+            raise GateConfigError(f"{where} benchmark_alpha: must lie strictly between 0 and 1")
+        config = replace(config, benchmark_alpha=level)
+    if "control" in table:
+        if table["control"] not in CONTROLS:
+            raise GateConfigError(f"{where} control: expected one of {', '.join(CONTROLS)}")
+        config = replace(config, control=table["control"])
     if "floor_ns" in table:
         floor = table["floor_ns"]
         if isinstance(floor, bool) or not isinstance(floor, int | float) or floor < 0:

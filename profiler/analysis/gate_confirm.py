@@ -168,7 +168,7 @@ def confirm_sequentially(
         )
         if look == max_reruns:
             break
-        open_, done = _leave_settled(open_, result, look, max_reruns, config.alpha)
+        open_, done = _leave_settled(open_, result, look, max_reruns, config.level)
         settled.update(done)
         if not open_:
             break

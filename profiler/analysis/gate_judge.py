@@ -252,10 +252,11 @@ def _absolute_too(
 def _decide(
     change: float, q: float, abs_change: float, min_effect: float, config: GateConfig
 ) -> _Decision:
-    """Regressed or improved only when the change is significant (q <= alpha), at least the
+    """Regressed or improved only when the change is significant (q <= the level,
+    `GateConfig.level`), at least the
     benchmark's minimum effect AND at least the absolute floor (sub-microsecond benchmarks
     move by a few nanoseconds for reasons no merge should fail on); else unchanged."""
-    significant = q <= config.alpha
+    significant = q <= config.level
     big_enough = abs(change) >= min_effect
     above_floor = abs_change >= config.floor_seconds
     if significant and big_enough and above_floor:

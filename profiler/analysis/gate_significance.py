@@ -127,11 +127,11 @@ def significance(
     p_slow, p_fast = np.where(by_rank, rank_slow, p_slow), np.where(by_rank, rank_fast, p_fast)
     rerun_p = np.where(by_rank, np.where(effect > 0, rank_slow, rank_fast), rerun_p)
     beyond = np.where(effect > 0, *ranks)
-    p, q = _tested(effect, p_slow, p_fast, confirming)
+    p, q = _tested(effect, p_slow, p_fast, confirming, config.per_benchmark)
     family_size = np.where(
         confirming, max(int(confirming.sum()), 1), max(int((~confirming).sum()), 1)
     )
-    found = detectable(se, df, config.alpha / family_size)
+    found = detectable(se, df, config.level / np.where(config.per_benchmark, 1, family_size))
     # a re-run suspect must also show it on its re-runs alone
     found = np.where(
         confirming,
@@ -183,14 +183,21 @@ def _by_precedence(
 
 
 def _tested(
-    effect: np.ndarray, p_slow: np.ndarray, p_fast: np.ndarray, confirming: np.ndarray
+    effect: np.ndarray,
+    p_slow: np.ndarray,
+    p_fast: np.ndarray,
+    confirming: np.ndarray,
+    per_benchmark: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(p, q): one-sided in each direction, each with its own BH, because the gate asks
     "slower?" and improvements are a separate family. The re-run suspects form their own
     families beside the benchmarks not re-run: their re-runs are independent of the screen
-    that chose them (and must show the change on their own too, see `gate_judge`)."""
+    that chose them (and must show the change on their own too, see `gate_judge`).
+    `per_benchmark` (`GateConfig.control`): no correction, q = p."""
     slower = effect > 0
     p = np.where(slower, p_slow, p_fast)
+    if per_benchmark:
+        return p, p.copy()
     q = np.ones(effect.size)
     for family in (~confirming, confirming):
         if family.any():
