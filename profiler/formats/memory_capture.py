@@ -99,8 +99,8 @@ class MemoryCapture(BaseModel):
         for w in self.windows:
             if (w.service, w.start, w.end) != (self.service, self.start, self.end):
                 raise ValueError(f"the {w.type} window's service or span is not the capture's")
-            if w.hot_paths:
-                raise ValueError("a memory window carries no hot paths")
+            if w.hot_paths or w.process is not None:
+                raise ValueError("a memory window carries no hot paths and no process memory")
         return self
 
     def window(self, type_id: str) -> Window:
