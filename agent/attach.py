@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hotpath.agent import process_memory
 from hotpath.agent.hotpaths import HotPathTracker
 from hotpath.agent.shipper import (
     DEFAULT_MAX_SERVER_ERRORS,
@@ -57,6 +58,17 @@ def default_labels(pid: int) -> dict[str, str]:
     return {"host": socket.gethostname(), "pid": str(pid)}
 
 
+def _wire_memory(memory: process_memory.ProcessMemory | None) -> wire.ProcessMemoryWindow | None:
+    if memory is None:
+        return None
+    return wire.ProcessMemoryWindow(
+        pid=memory.pid,
+        rss_bytes=memory.rss_bytes,
+        pss_bytes=memory.pss_bytes,
+        uss_bytes=memory.uss_bytes,
+    )
+
+
 def attach(options: AttachOptions) -> AttachSummary:
     """Runs until the target exits or SIGINT/SIGTERM arrives; the last window is always shipped.
 
@@ -87,16 +99,19 @@ def attach(options: AttachOptions) -> AttachSummary:
         max_server_errors=options.max_server_errors,
     )
     hot_paths = HotPathTracker(options.pid)
+    memory_reader = process_memory.MemoryReader(options.pid)
     summary = AttachSummary()
     try:
         for sampled in sampler.windows():
             profile = collapsed.loads(sampled.collapsed)
             profile.type = kind
             calls = hot_paths.window()
+            # At the window's end: RSS rides along with every window, idle ones too.
+            memory = memory_reader.read()
             summary.windows += 1
             summary.samples += profile.total
-            if not profile.total and not calls:
-                continue  # an idle window: nothing to store
+            if not profile.total and not calls and memory is None:
+                continue  # an idle window of a gone process: nothing to store
             window = wire.from_profile(
                 profile,
                 service=options.service,
@@ -106,6 +121,7 @@ def attach(options: AttachOptions) -> AttachSummary:
                 sample_rate_hz=options.rate_hz,
                 labels=labels,
                 hot_paths=calls,
+                process=_wire_memory(memory),
             )
             shipper.submit(window)
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from hotpath.cli.extras import require_extra
+from hotpath.cli.leaks_report import leaks
 from hotpath.cli.options import DEFAULT_SERVER, labels_callback
 from hotpath.cli.reads import diff, export, paths
 from hotpath.cli.upload import upload
@@ -190,6 +191,51 @@ def attach(
         )
 
 
+@agent.command()
+@click.option("--pid", required=True, type=int, help="Python process to capture.")
+@click.option("--service", required=True, help="Service name the capture is stored under.")
+@click.option(
+    "--duration",
+    required=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds to record allocations for.",
+)
+@click.option("--yes", is_flag=True, help="Attach without asking.")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True)
+@click.option(
+    "--token",
+    envvar="HOTPATH_TOKEN",
+    show_envvar=True,
+    help="Sent as 'Authorization: Bearer TOKEN' (ingest scope).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    callback=labels_callback,
+    metavar="KEY=VALUE",
+    help="Extra label (repeatable); host and pid are always added.",
+)
+def memory(
+    pid: int,
+    service: str,
+    duration: float,
+    yes: bool,
+    server: str,
+    token: str | None,
+    labels: dict[str, str],
+) -> None:
+    """Capture a running Python process's allocations with memray for DURATION seconds and
+    ship them: bytes and allocations made, bytes still held at the end, and which functions'
+    held bytes grew. memray attaches through gdb, which freezes the target briefly at the
+    start and at the end; both pauses are measured and shown. The target's environment
+    needs memray too (`pip install 'hotpath[memory]'`). Exit 0 when shipped; nothing is
+    shipped on any failure."""
+    from hotpath.cli.memory_report import run_memory
+
+    run_memory(pid, service, duration, yes, server, token or None, labels)
+
+
 @cli.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
@@ -203,7 +249,7 @@ def demo(port: int, data_dir: Path, window: float) -> None:
     run_demo(port=port, data_dir=data_dir, window_s=window)
 
 
-for command in (export, diff, paths, upload, gate):
+for command in (export, diff, paths, leaks, upload, gate):
     cli.add_command(command)
 
 

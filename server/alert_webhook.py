@@ -16,13 +16,19 @@ from typing import Any
 from urllib.parse import quote
 
 ALERT_NAME = "HotPathOverBudget"
+RSS_ALERT_NAME = "ProcessRssGrowing"  # server/rss_alerts.py
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: "no end yet" in Alertmanager's body
-GROUP_BY = ("alertname", "service", "hot_path")
+GROUP_BY = ("alertname", "service", "hot_path", "pid")
 _US = 1_000_000
 
 
 def alert_labels(service: str, hot_path: str, severity: str) -> dict[str, str]:
     return {"alertname": ALERT_NAME, "service": service, "hot_path": hot_path, "severity": severity}
+
+
+def rss_alert_labels(service: str, pid: str, severity: str) -> dict[str, str]:
+    """`pid` as the alert names it ("pid 4242")."""
+    return {"alertname": RSS_ALERT_NAME, "service": service, "pid": pid, "severity": severity}
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -46,6 +52,8 @@ def _quantile_name(q: float) -> str:
 
 def alert_object(alert: Mapping[str, Any], external_url: str) -> dict[str, Any]:
     """One entry of the body's `alerts`, from a stored alert (its fields as a mapping)."""
+    if alert.get("kind") == "rss_growth":
+        return _rss_alert_object(alert, external_url)
     labels = alert_labels(alert["service"], alert["hot_path"], alert["severity"])
     q = _quantile_name(alert["quantile"])
     over = (
@@ -63,6 +71,30 @@ def alert_object(alert: Mapping[str, Any], external_url: str) -> dict[str, Any]:
         "annotations": {
             "summary": f"{alert['hot_path']} {q} over its {_ms(alert['budget_ns'])} budget "
             f"in {alert['service']}",
+            "description": description,
+        },
+        "startsAt": rfc3339(alert["starts_us"]),
+        "endsAt": rfc3339(alert["ends_us"]) if alert["ends_us"] is not None else ZERO_TIME,
+        "generatorURL": f"{external_url}/services/{quote(alert['service'], safe='')}",
+        "fingerprint": alert["fingerprint"],
+    }
+
+
+def _rss_alert_object(alert: Mapping[str, Any], external_url: str) -> dict[str, Any]:
+    """An RSS growth alert: the sentence is its summary; the stored numbers are bytes/min."""
+    rule = (
+        f"RSS trend over {alert['interval_s'] / 60:g} min (Theil-Sen, Mann-Kendall): its lower "
+        f"bound above {alert['budget_ns'] / 1e6:.2f} MB/min"
+    )
+    if alert["state"] == "resolved":
+        description = f"{rule}; no longer growing (peak {alert['peak_ns'] / 1e6:.1f} MB/min)"
+    else:
+        description = f"{rule} (peak so far {alert['peak_ns'] / 1e6:.1f} MB/min)"
+    return {
+        "status": alert["state"],
+        "labels": rss_alert_labels(alert["service"], alert["hot_path"], alert["severity"]),
+        "annotations": {
+            "summary": f"{alert['summary']} in {alert['service']}",
             "description": description,
         },
         "startsAt": rfc3339(alert["starts_us"]),

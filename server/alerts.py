@@ -35,6 +35,7 @@ from typing import Literal
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.server.alert_delivery import WebhookSender
 from hotpath.server.alert_webhook import alert_labels, fingerprint, webhook_body
+from hotpath.server.rss_alerts import RssAlertEvaluator
 from hotpath.server.settings import Settings
 from hotpath.server.storage.alerts import (
     AlertKey,
@@ -45,6 +46,7 @@ from hotpath.server.storage.alerts import (
     StoredRule,
     StreakState,
 )
+from hotpath.server.storage.memory import MemoryStore
 
 log = logging.getLogger("hotpath.alerts")
 
@@ -282,14 +284,24 @@ def _save_states(
         )
 
 
-def alert_work(store: AlertStore, settings: Settings) -> Callable[[], None]:
-    """What the maintenance thread runs each loop: judge closed intervals, then deliver."""
+def alert_work(
+    store: AlertStore, settings: Settings, memory: MemoryStore | None = None
+) -> Callable[[], None]:
+    """What the maintenance thread runs each loop: judge closed intervals, judge RSS trends
+    when due (server/rss_alerts.py, given the memory store), then deliver."""
     evaluator = AlertEvaluator(store, settings)
     sender = WebhookSender(store, settings)
+    rss = (
+        RssAlertEvaluator(store, memory, settings)
+        if memory is not None and settings.memory_alert_enabled
+        else None
+    )
 
     def run() -> None:
         while evaluator.evaluate():
             pass  # catching up after downtime, MAX_INTERVALS_PER_ROUND at a time
+        if rss is not None:
+            rss.evaluate()
         sender.deliver()
 
     return run

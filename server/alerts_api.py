@@ -72,12 +72,19 @@ class AlertOut(BaseModel):
     state: Literal["firing", "resolved"]
     rule: str
     quantile: float
-    value_ms: float
-    peak_ms: float
-    budget_ms: float
+    # Of a hot_path alert; None for an rss_growth alert (hot_path is then "pid N").
+    value_ms: float | None
+    peak_ms: float | None
+    budget_ms: float | None
     starts_at: datetime
     ends_at: datetime | None
     notifications_pending: int
+    kind: Literal["hot_path", "rss_growth"] = "hot_path"
+    summary: str | None = None  # an rss_growth alert's sentence, as it fired
+    # Of an rss_growth alert: its RSS slope when it fired, the highest since, and the floor.
+    value_bytes_per_min: float | None = None
+    peak_bytes_per_min: float | None = None
+    floor_bytes_per_min: float | None = None
 
 
 def _alerts(request: Request) -> AlertStore:
@@ -158,7 +165,34 @@ def delete_rule(request: Request, tenant: Tenant, service: str, hot_path: str) -
     return Response(status_code=204)
 
 
+def _rss_alert_out(a: AlertRecord) -> AlertOut:
+    return AlertOut(
+        id=a.id,
+        fingerprint=a.fingerprint,
+        service=a.service,
+        hot_path=a.hot_path,
+        severity=a.severity,
+        state=a.state,
+        rule=f"RSS trend over {a.interval_s / 60:g} min growing faster than "
+        f"{a.budget_ns / 1e6:.2f} MB/min",
+        quantile=a.quantile,
+        value_ms=None,
+        peak_ms=None,
+        budget_ms=None,
+        starts_at=datetime.fromtimestamp(a.starts_us / 1e6, UTC),
+        ends_at=datetime.fromtimestamp(a.ends_us / 1e6, UTC) if a.ends_us else None,
+        notifications_pending=a.notifications_pending,
+        kind="rss_growth",
+        summary=a.summary,
+        value_bytes_per_min=a.value_ns,
+        peak_bytes_per_min=a.peak_ns,
+        floor_bytes_per_min=a.budget_ns,
+    )
+
+
 def _alert_out(a: AlertRecord) -> AlertOut:
+    if a.kind == "rss_growth":
+        return _rss_alert_out(a)
     q = f"p{a.quantile * 100:g}"
     return AlertOut(
         id=a.id,

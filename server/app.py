@@ -20,6 +20,8 @@ from hotpath.server import (
     docs_offline,
     error_handlers,
     hotpath_api,
+    memory_api,
+    memory_captures_api,
     metrics,
     openapi_doc,
     pages,
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage.upkeep,
         rollup_interval_s=settings.rollup_interval_s,
         retention_interval_s=settings.retention_interval_s,
-        alert_work=alert_work(storage.alerts, settings) if settings.alert_enabled else None,
+        alert_work=alert_work(storage.alerts, settings, storage.memory)
+        if settings.alert_enabled
+        else None,
     )
     app_metrics = metrics.Metrics(
         storage.upkeep,
@@ -97,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profiles_api.router)
     app.include_router(compare_api.router)
     app.include_router(hotpath_api.router)
+    app.include_router(memory_api.router)
+    app.include_router(memory_captures_api.router)
     app.include_router(pages.router)
     app.include_router(alerts_api.router)
     app.include_router(alerts_api.page_router)

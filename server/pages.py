@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from hotpath.profiler.model import CPU, ProfileType
+from hotpath.profiler.model import CPU, HELD_BYTES, ProfileType
 from hotpath.server.auth import page_reader
 from hotpath.server.hotpath_api import attribution_for, summarise
+from hotpath.server.leak_report import bytes_text, finite, leak_report
 from hotpath.server.params import Profiles, Tenant, parse_type, selection
 from hotpath.server.storage.profiles import ProfileStore, Selection
 
@@ -40,6 +41,8 @@ def ago(moment: datetime) -> str:
 
 
 templates.env.globals["ago"] = ago
+templates.env.filters["bytes_text"] = bytes_text
+templates.env.filters["finite"] = finite
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -108,6 +111,9 @@ def service_page(
             "range_query": urlencode([("from", from_), ("until", until)]) + label_query,
             "viewer_url": viewer_url,
             "collapsed_url": "/api/v1/profile?" + urlencode([*params, ("format", "collapsed")]),
+            # Every pid of the service: memory has no labels to filter by.
+            "memory_url": "/api/v1/memory?"
+            + urlencode({"service": service, "from": start.isoformat(), "until": end.isoformat()}),
             "speedscope_ready": (speedscope_dir / "index.html").is_file(),
             # For timeline.js, which rebuilds the viewer's URL when a range is dragged out.
             "labels": [f"{k}={v}" for k, v in labels.items()],
@@ -240,5 +246,34 @@ def hot_path_page(
             "viewer_url": viewer_url,
             "timeline_url": f"/api/v1/hotpaths/{quote(name, safe='')}/timeline?"
             + urlencode(params),
+        },
+    )
+
+
+@router.get("/services/{service}/leaks", response_class=HTMLResponse)
+def leaks_page(
+    request: Request,
+    tenant_id: Tenant,
+    service: str,
+    from_: Annotated[str, Query(alias="from")] = "-7d",
+    until: str = "now",
+    label: Annotated[list[str] | None, Query()] = None,
+) -> HTMLResponse:
+    """The functions whose held bytes grow, ranked, with their stacks; the captures with the
+    target's pauses; a link to the held-bytes flame graph of the range in speedscope."""
+    chosen = selection(tenant_id, service, HELD_BYTES.id, from_, until, label)
+    report = leak_report(request.app.state.storage, chosen)
+    speedscope_dir: Path = request.app.state.settings.speedscope_dir
+    labels = dict(chosen.labels)
+    return templates.TemplateResponse(
+        request,
+        "leaks.html",
+        {
+            "service": service,
+            "report": report,
+            "presets": RANGE_PRESETS,
+            "selected": from_,
+            "label_query": "".join(f"&label={quote(f'{k}={v}')}" for k, v in labels.items()),
+            "speedscope_ready": (speedscope_dir / "index.html").is_file(),
         },
     )

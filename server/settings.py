@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     # Where people reach this server, for the links in notifications.
     alert_external_url: str = "http://localhost:8000"
 
+    # RSS trend per process (server/memory_trends.py): Theil-Sen slope over the last
+    # horizon, growing when Mann-Kendall's p < alpha, the slope's lower bound clears the
+    # floor and the readings span min_span_s. Measured on a steady Python process churning
+    # a bounded working set (RSS 117-161 MB, read every second for 10 min): the highest lower
+    # bound of its slope over any 3-minute stretch was 0.05 MB/min (0.15 over 2 minutes, 1.3
+    # over 1 minute, its warm-up included); the floor is 5x that at 3 minutes.
+    memory_trend_horizon_s: float = 1800.0
+    memory_trend_floor_bytes_per_min: float = 256 * 1024
+    memory_trend_min_span_s: float = 180.0
+    memory_trend_alpha: float = 0.001
+    # RSS growth alerts (server/rss_alerts.py), through the alert path above.
+    memory_alert_enabled: bool = True
+    memory_alert_every_s: float = 60.0
+    memory_alert_severity: str = "warning"
+
     def protected(self, branch: str) -> bool:
         return branch in self.protected_branches.replace(",", " ").split()
 

@@ -56,6 +56,12 @@ def test_every_route_has_an_auth_decision(tmp_path: Path) -> None:
     # The walk sees the pages (not in the schema) and the schema's routes alike.
     paths = {p for _, p in decisions}
     assert {"/", "/services/{service}", "/api/v1/windows", "/metrics", "/signin"} <= paths
+    memory = {"/api/v1/memory/captures", "/api/v1/leaks", "/services/{service}/leaks"}
+    assert memory <= paths
+    assert decisions[("POST", "/api/v1/memory/captures")] == "ingest"
+    assert decisions[("GET", "/api/v1/memory/captures")] == "read"
+    assert decisions[("GET", "/api/v1/leaks")] == "read"
+    assert decisions[("GET", "/services/{service}/leaks")] == PAGE
     schema = app.openapi()
     for path, operations in schema["paths"].items():
         for method in operations:

@@ -140,6 +140,31 @@ class HotPathWindow(BaseModel):
         return self
 
 
+# Far above any machine's memory (1 PiB), well inside BIGINT.
+MAX_MEMORY_BYTES = 2**50
+
+
+class ProcessMemoryWindow(BaseModel):
+    """The sampled process's memory at the window's end, read from /proc by the agent: RSS
+    always, PSS and USS (private pages) when smaps_rollup was readable."""
+
+    model_config = ConfigDict(extra="allow")  # and refused by _known_fields
+
+    pid: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    rss_bytes: Annotated[int, Field(ge=0, le=MAX_MEMORY_BYTES)]
+    pss_bytes: Annotated[int, Field(ge=0, le=MAX_MEMORY_BYTES)] | None = None
+    uss_bytes: Annotated[int, Field(ge=0, le=MAX_MEMORY_BYTES)] | None = None
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> ProcessMemoryWindow:
+        _no_extra(self)
+        for name in ("pss_bytes", "uss_bytes"):
+            part = getattr(self, name)
+            if part is not None and part > self.rss_bytes:
+                raise ValueError(f"{name} {part} is over rss_bytes {self.rss_bytes}")
+        return self
+
+
 # Collections stop at their first error (FailFast): by default pydantic reports every bad
 # item, ~450 B each, and a million bad counts would cost the server 0.4 GB of errors.
 class Window(BaseModel):
@@ -161,6 +186,8 @@ class Window(BaseModel):
     stacks: Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], FailFast()]], FailFast()]
     counts: Annotated[list[Annotated[int, Field(ge=1)]], FailFast()]
     hot_paths: Annotated[list[HotPathWindow], FailFast()] = []
+    # Absent from older agents' windows; a window may carry only this (an idle process).
+    process: ProcessMemoryWindow | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Window:
@@ -308,6 +335,7 @@ def from_profile(
     sample_rate_hz: float,
     labels: dict[str, str],
     hot_paths: list[HotPathWindow] | None = None,
+    process: ProcessMemoryWindow | None = None,
 ) -> Window:
     frames = profile.frames
     index = {frame: i for i, frame in enumerate(frames)}
@@ -325,6 +353,7 @@ def from_profile(
         stacks=[[index[f] for f in stack] for stack, _ in pairs],
         counts=[count for _, count in pairs],
         hot_paths=hot_paths or [],
+        process=process,
     )
 
 

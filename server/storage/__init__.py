@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hotpath.server.storage.alerts import AlertStore
     from hotpath.server.storage.bench import BenchStore
+    from hotpath.server.storage.captures import CaptureStore
+    from hotpath.server.storage.memory import MemoryStore
     from hotpath.server.storage.profiles import ProfileStore
     from hotpath.server.storage.tokens import TokenStore
     from hotpath.server.storage.upkeep import Upkeep
@@ -28,6 +30,8 @@ class Storage:
     bench: BenchStore  # benchmark runs for the gate (server/storage/bench.py)
     upkeep: Upkeep  # roll-ups, retention, health (server/storage/upkeep.py)
     tokens: TokenStore  # API tokens: tenant and scopes, secrets hashed (server/storage/tokens.py)
+    memory: MemoryStore  # processes' RSS/PSS/USS per window (server/storage/memory.py)
+    captures: CaptureStore  # on-demand memory captures (server/storage/captures.py)
 
     def close(self) -> None:
         for part in (self.profiles, self.alerts, self.bench, self.upkeep, self.tokens):

@@ -80,6 +80,11 @@ class NewAlert:
     interval_s: float
     value_ns: int  # the quantile in the interval that fired
     starts_us: int  # the first breached interval of the streak
+    # "hot_path" (the fields above as named), or "rss_growth" (server/rss_alerts.py): then
+    # hot_path is "pid N", budget_ns the floor and value_ns the slope, in bytes per minute,
+    # interval_s the trend's horizon, and summary the sentence people read.
+    kind: str = "hot_path"
+    summary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class AlertRecord:
     starts_us: int
     ends_us: int | None
     notifications_pending: int = 0
+    kind: str = "hot_path"  # as NewAlert.kind says
+    summary: str | None = None
 
 
 @dataclass(frozen=True)

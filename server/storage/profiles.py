@@ -25,6 +25,7 @@ from typing import Protocol
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.hotpath.histogram import Histogram
 from hotpath.profiler.model import CPU, WALL, Frame, Profile, ProfileType, profile_type
+from hotpath.server.storage.memory import MemorySample
 
 # One tenant until tokens name others (the trust issue); `server/tenancy.py` supplies it.
 DEFAULT_TENANT = "default"
@@ -87,6 +88,7 @@ class Piece:
     counts: Sequence[int]
     idempotency_key: str
     hot_paths: Sequence[HotPathCalls] = ()
+    memory: MemorySample | None = None  # the process's memory at `end` (MemoryStore reads it)
 
     @property
     def total(self) -> int:
@@ -108,6 +110,7 @@ class Piece:
                 HotPathCalls(h.name, Histogram.from_wire(h.histogram), h.budget_ns, h.function)
                 for h in window.hot_paths
             ],
+            memory=_memory(window.process),
         )
 
     @classmethod
@@ -141,6 +144,12 @@ class Piece:
             counts=counts,
             idempotency_key=idempotency_key,
         )
+
+
+def _memory(process: wire.ProcessMemoryWindow | None) -> MemorySample | None:
+    if process is None:
+        return None
+    return MemorySample(process.pid, process.rss_bytes, process.pss_bytes, process.uss_bytes)
 
 
 def window_type(window: wire.Window) -> ProfileType:

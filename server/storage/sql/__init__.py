@@ -23,7 +23,9 @@ def open_sql_storage(
     from hotpath.server.storage import Storage
     from hotpath.server.storage.sql.alerts import SqlAlertStore
     from hotpath.server.storage.sql.bench import SqlBenchStore
+    from hotpath.server.storage.sql.captures import SqlCaptureStore
     from hotpath.server.storage.sql.database import make_engine, upgrade
+    from hotpath.server.storage.sql.memory import SqlMemoryStore
     from hotpath.server.storage.sql.profiles import SqlProfileStore
     from hotpath.server.storage.sql.tokens import SqlTokenStore
     from hotpath.server.storage.sql.upkeep import SqlUpkeep
@@ -37,4 +39,6 @@ def open_sql_storage(
         bench=SqlBenchStore(engine),
         upkeep=SqlUpkeep(engine, profiles.retention),
         tokens=SqlTokenStore(engine),
+        memory=SqlMemoryStore(engine),
+        captures=SqlCaptureStore(engine, profiles.writer),
     )

@@ -57,6 +57,11 @@ class SqlProfileStore:
     def put(self, piece: Piece) -> IngestResult:
         return self._writer.put(piece)
 
+    @property
+    def writer(self) -> PieceWriter:
+        """The piece writer, for stores that write pieces with rows of their own (captures)."""
+        return self._writer
+
     # -- profiles -----------------------------------------------------------------------------
 
     def profile(self, selection: Selection) -> Profile:

@@ -17,6 +17,8 @@ from hotpath.server.storage.sql.tables import (
     hot_path_calls,
     hot_path_hours,
     hot_path_names,
+    memory_captures,
+    process_memory,
     series_rollups,
     service_rollups,
     windows,
@@ -53,6 +55,19 @@ def enforce(engine: Engine, retention: Retention, now: datetime | None = None) -
         deleted += count
         if count < BATCH:
             break
+    while True:  # memory readings go with the raw windows they came with
+        with write_transaction(engine) as conn:
+            victims = select(process_memory.c.id).where(process_memory.c.t_us < cutoff[0])
+            count = conn.execute(
+                delete(process_memory).where(process_memory.c.id.in_(victims.limit(BATCH)))
+            ).rowcount
+        deleted += count
+        if count < BATCH:
+            break
+    with write_transaction(engine) as conn:  # a capture's facts go with its raw pieces
+        deleted += conn.execute(
+            delete(memory_captures).where(memory_captures.c.start_us < cutoff[0])
+        ).rowcount
     # Buckets expire a few per owner per run: one statement per level is short enough.
     for table in (service_rollups, series_rollups):
         for resolution in (MINUTE, HOUR, DAY):

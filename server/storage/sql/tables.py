@@ -135,6 +135,22 @@ series_rollups = _rollup_table(
     "series_rollups", [Column("series_id", Id, ForeignKey("series.id"), primary_key=True)]
 )
 
+# A process's memory at a window's end (agent/process_memory.py), written with the window:
+# one row per reading; pid is the process's, not a row id.
+process_memory = Table(
+    "process_memory",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("t_us", BigInteger, nullable=False),
+    Column("rss_bytes", BigInteger, nullable=False),
+    Column("pss_bytes", BigInteger),
+    Column("uss_bytes", BigInteger),
+    Index("ix_process_memory_service_time", "service_id", "t_us"),
+    Index("ix_process_memory_time", "t_us"),  # retention
+)
+
 # The calls of each hot path in each window: a latency histogram delta (sparse buckets as
 # pairs, see server.pairs) with its exact count, sum and max.
 hot_path_calls = Table(
@@ -289,6 +305,9 @@ alerts = Table(
     Column("peak_ns", BigInteger, nullable=False),  # the highest quantile while firing
     Column("starts_us", BigInteger, nullable=False),
     Column("ends_us", BigInteger, nullable=True),
+    # hot_path | rss_growth (server/storage/alerts.py NewAlert says what the fields then hold)
+    Column("kind", String(16), nullable=False, server_default="hot_path"),
+    Column("summary", Text, nullable=True),
     Index("ix_alerts_state_starts", "state", "starts_us"),
     Index("ix_alerts_tenant_hot_path", "tenant", "service", "hot_path"),
 )
@@ -346,4 +365,29 @@ api_tokens = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger, nullable=True),
     Index("ix_api_tokens_tenant", "tenant"),
+)
+
+# On-demand memory captures (server/storage/captures.py): the capture's own facts beside its
+# three typed pieces in `windows` (written in the same transaction). `functions` is each
+# function's held-bytes series as JSON, zstd-compressed (up to 500 x 240 points); expired
+# with raw windows (retention.py).
+memory_captures = Table(
+    "memory_captures",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("service_id", Integer, ForeignKey("services.id"), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("pause_attach_ms", Float, nullable=False),
+    Column("pause_detach_ms", Float, nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("held_bytes", BigInteger, nullable=False),
+    Column("function_count", Integer, nullable=False),
+    Column("functions", LargeBinary, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Index("ux_memory_captures_service_key", "service_id", "idempotency_key", unique=True),
+    Index("ix_memory_captures_service_start", "service_id", "start_us"),
 )
