@@ -5,7 +5,7 @@ both judge with this one rule, so the page and the alert never disagree."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from hotpath.profiler.analysis.trend import Trend, trend
@@ -21,6 +21,7 @@ class TrendRule:
     floor_bytes_per_min: float
     min_span_s: float
     alpha: float
+    warmup_s: float = 0.0  # a process's first readings are not judged (caches filling)
 
     @classmethod
     def from_settings(cls, settings: Settings, horizon_s: float | None = None) -> TrendRule:
@@ -29,6 +30,7 @@ class TrendRule:
             floor_bytes_per_min=settings.memory_trend_floor_bytes_per_min,
             min_span_s=min(settings.memory_trend_min_span_s, horizon_s or float("inf")),
             alpha=settings.memory_trend_alpha,
+            warmup_s=settings.memory_trend_warmup_s,
         )
 
 
@@ -82,7 +84,20 @@ def process_trends(
     rule: TrendRule,
     pid: int | None = None,
 ) -> dict[int, ProcessTrend]:
-    """Per pid seen in the horizon before `until`, its trend over that horizon."""
-    start = until - timedelta(seconds=rule.horizon_s)
-    found = store.memory(tenant, service, start, until, pid=pid, max_points=MAX_POINTS)
-    return {series.pid: judge(series, rule) for series in found}
+    """Per pid seen in the horizon before `until`, its trend over that horizon, without its
+    warm-up: the readings within `warmup_s` of the first one the server has. A service that
+    starts fills its caches for minutes, and that growth is not a leak. Readings are asked
+    from one warm-up before the horizon, so a first reading at that earlier start means the
+    process was warm before the horizon began."""
+    horizon_start = until - timedelta(seconds=rule.horizon_s)
+    warmup = timedelta(seconds=rule.warmup_s)
+    found = store.memory(
+        tenant, service, horizon_start - warmup, until, pid=pid, max_points=MAX_POINTS
+    )
+    judged = {}
+    for series in found:
+        first = series.points[0].at if series.points else horizon_start
+        since = max(first + warmup, horizon_start)
+        kept = replace(series, points=[p for p in series.points if p.at >= since])
+        judged[series.pid] = judge(kept, rule)
+    return judged

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     memory_trend_floor_bytes_per_min: float = 256 * 1024
     memory_trend_min_span_s: float = 180.0
     memory_trend_alpha: float = 0.001
+    # A process's first readings (caches filling after a start) are not judged.
+    memory_trend_warmup_s: float = 300.0
     # RSS growth alerts (server/rss_alerts.py), through the alert path above.
     memory_alert_enabled: bool = True
     memory_alert_every_s: float = 60.0

@@ -30,7 +30,11 @@ def memory_server(tmp_path: Path) -> Iterator[RunningServer]:
     running = start_server(
         f"sqlite:///{tmp_path / 'hotpath.db'}",
         tmp_path / "server",
-        env={"HOTPATH_MEMORY_TREND_MIN_SPAN_S": "20", "HOTPATH_MEMORY_ALERT_EVERY_S": "1"},
+        env={
+            "HOTPATH_MEMORY_TREND_MIN_SPAN_S": "20",
+            "HOTPATH_MEMORY_TREND_WARMUP_S": "0",
+            "HOTPATH_MEMORY_ALERT_EVERY_S": "1",
+        },
     )
     try:
         yield running

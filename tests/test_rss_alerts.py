@@ -13,6 +13,7 @@ import pytest
 
 from hotpath.profiler.model import CPU
 from hotpath.server.alerts import AlertEvaluator
+from hotpath.server.memory_trends import TrendRule, process_trends
 from hotpath.server.rss_alerts import RssAlertEvaluator
 from hotpath.server.settings import Settings
 from hotpath.server.storage import Storage, open_storage
@@ -49,7 +50,7 @@ def put_reading(storage: Storage, end: datetime, pid: int, rss: int) -> None:
 def test_a_growing_pid_fires_once_with_its_sentence_and_resolves_when_it_stops(
     storage: Storage,
 ) -> None:
-    settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook")
+    settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", memory_trend_warmup_s=0)
     storage.alerts.start_evaluation(0)
     wobble = [((i * 7919) % 13 - 6) * MB / 3 for i in range(60)]
     for i in range(60):  # ten minutes: pid 1 grows 3 MB/min, pid 2 wobbles
@@ -100,6 +101,25 @@ def test_a_pid_that_stops_sending_readings_resolves(storage: Storage) -> None:
     storage.alerts.start_evaluation(0)
     for i in range(60):
         put_reading(storage, T0 + timedelta(seconds=10 * i), 7, 100 * MB + i * MB)
-    rss = RssAlertEvaluator(storage.alerts, storage.memory, Settings())
+    rss = RssAlertEvaluator(storage.alerts, storage.memory, Settings(memory_trend_warmup_s=0))
     assert rss.evaluate(T0 + timedelta(minutes=10)) == (1, 0)
     assert rss.evaluate(T0 + timedelta(hours=2)) == (0, 1)  # nothing within the horizon
+
+
+def test_growth_while_a_process_warms_up_is_not_a_leak(storage: Storage) -> None:
+    # pid 3 fills its caches for 4 minutes after it starts (5 MB/min), then holds steady;
+    # pid 4 grows 3 MB/min for 10 minutes. Judged at 10 minutes with the default warm-up
+    # (5 min): only pid 4 grows. Without the warm-up, pid 3's start alone looks like a leak.
+    wobble = [((i * 7919) % 13 - 6) * MB / 3 for i in range(60)]
+    for i in range(60):
+        at = T0 + timedelta(seconds=10 * i)
+        put_reading(storage, at, 3, int(100 * MB + min(i, 24) * 5 * MB / 6 + wobble[i]))
+        put_reading(storage, at, 4, int(100 * MB + i * 3 * MB / 6 + wobble[i]))
+    now = T0 + timedelta(minutes=10)
+    default = TrendRule.from_settings(Settings())
+    assert default.warmup_s == 300
+    judged = process_trends(storage.memory, "default", "svc", now, default)
+    assert not judged[3].growing and judged[4].growing
+    assert judged[4].trend.span_s < 300  # the warm-up's readings were left out
+    no_warmup = TrendRule.from_settings(Settings(memory_trend_warmup_s=0))
+    assert process_trends(storage.memory, "default", "svc", now, no_warmup)[3].growing
