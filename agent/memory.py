@@ -53,6 +53,7 @@ class MemoryOptions:
     server: str = "http://127.0.0.1:8000"
     token: str | None = field(default=None, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
+    small_objects: bool = False  # trace every Python object (memray --trace-python-allocators)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def capture(options: MemoryOptions, on_attached: Callable[[Pause], None] | None 
     """Attach, record for `duration_s`, detach, read: a MemrayError (cut short, refused by
     the kernel ...) or MemrayFileError otherwise; the temporary file is always removed."""
     labels = {**default_labels(options.pid), **options.labels}
-    with MemrayCapture(options.pid) as session:
+    with MemrayCapture(options.pid, small_objects=options.small_objects) as session:
         pause = session.attach()
         if on_attached is not None:
             on_attached(pause)

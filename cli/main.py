@@ -216,6 +216,13 @@ def attach(
     metavar="KEY=VALUE",
     help="Extra label (repeatable); host and pid are always added.",
 )
+@click.option(
+    "--small-objects",
+    is_flag=True,
+    help="Trace every Python object, those of 512 B or less too (memray's "
+    "--trace-python-allocators): finds leaks of many small objects, which are otherwise "
+    "seen only as whole new pymalloc pools; slows the target more while captured.",
+)
 def memory(
     pid: int,
     service: str,
@@ -224,6 +231,7 @@ def memory(
     server: str,
     token: str | None,
     labels: dict[str, str],
+    small_objects: bool,
 ) -> None:
     """Capture a running Python process's allocations with memray for DURATION seconds and
     ship them: bytes and allocations made, bytes still held at the end, and which functions'
@@ -233,7 +241,7 @@ def memory(
     shipped on any failure."""
     from hotpath.cli.memory_report import run_memory
 
-    run_memory(pid, service, duration, yes, server, token or None, labels)
+    run_memory(pid, service, duration, yes, server, token or None, labels, small_objects)
 
 
 @cli.command()

@@ -25,6 +25,7 @@ def run_memory(
     server: str,
     token: str | None,
     labels: dict[str, str],
+    small_objects: bool = False,
 ) -> None:
     from hotpath.agent.memory import (
         TYPICAL_PAUSE_MS,
@@ -58,7 +59,7 @@ def run_memory(
     def attached(pause: Pause) -> None:
         click.echo(f"attached: target paused {pause}; recording {duration:g} s ...", err=True)
 
-    options = MemoryOptions(pid, service, duration, server, token, labels)
+    options = MemoryOptions(pid, service, duration, server, token, labels, small_objects)
     try:
         captured = capture(options, on_attached=attached)
     except (MemrayError, MemrayFileError) as exc:

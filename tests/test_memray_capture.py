@@ -3,6 +3,8 @@ structure built at start and a cache filled once are not; without the leak nothi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,3 +106,40 @@ def test_the_reader_refuses_a_file_that_is_not_a_capture(tmp_path: Path) -> None
     bogus.write_bytes(b"not memray at all")
     with pytest.raises(memray_file.MemrayFileError, match="not a readable memray capture"):
         memray_file.read(bogus)
+
+
+SMALL_OBJECTS = """
+import time
+kept = []
+
+
+def small_leak():
+    kept.append([str(i) * 3 for i in range(40)])  # 40 small strings and a list: ~2.5 KB
+
+
+print("ready", flush=True)
+while True:
+    small_leak()
+    time.sleep(0.005)
+"""
+
+
+def test_small_objects_leak_is_ranked_with_every_object_traced(tmp_path: Path) -> None:
+    # Objects of 512 B or less come from pymalloc's pools; with --small-objects every one is
+    # traced, so the held bytes are the leak's own (~2.5 KB per call, ~150 calls/s).
+    script = tmp_path / "small_objects.py"
+    script.write_text(SMALL_OBJECTS)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        with MemrayCapture(process.pid, small_objects=True) as session:
+            session.attach()
+            session.wait(CAPTURE_S)
+            profiles = memray_file.read(session.detach().path)
+    finally:
+        stop(process)
+    (top, *_rest) = rank_leaks([profiles])
+    assert top.function == "small_leak" and top.flagged
+    # thousands of small allocations held, not a few 256 KiB arenas
+    leak = next(s for s in profiles.functions if s.function == "small_leak")
+    assert leak.allocations_held > 1000

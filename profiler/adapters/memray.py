@@ -339,8 +339,13 @@ class MemrayCapture:
             ... read finished.path ...
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, small_objects: bool = False) -> None:
         self.pid = pid
+        # memray's --trace-python-allocators: without it, objects of 512 B or less (served by
+        # pymalloc from its pools) are seen only as whole new pools, so a leak of many small
+        # objects shows as an occasional 256 KiB arena; with it, every object is traced, at
+        # a higher cost to the target.
+        self.small_objects = small_objects
         self.folder: Path | None = None
         self.path: Path | None = None
         self.attach_pause: Pause | None = None
@@ -358,6 +363,8 @@ class MemrayCapture:
         self.path = self.folder / "capture.bin"
         # --no-compress: the target would compress the file itself at detach, a longer pause.
         args = ["attach", "--no-compress", "-o", str(self.path)]
+        if self.small_objects:
+            args.append("--trace-python-allocators")
         self._attached = True  # from here on, discard() detaches: gdb may have got far
         try:
             self.attach_pause, _output = _memray(args, self.pid, "attach")

@@ -166,6 +166,20 @@ def _sampling_points(
     return indices, times
 
 
+# Before Python 3.12 a comprehension runs as a code object of its own: the bytes it makes
+# belong to the function it is written in, which is the name a person looks for.
+_COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+
+
+def _owner(stack: Stack) -> Frame:
+    """The function a held allocation is charged to: the innermost frame that is not a
+    comprehension (the comprehension's when it is the whole stack)."""
+    for frame in reversed(stack):
+        if frame.name not in _COMPREHENSIONS:
+            return frame
+    return stack[-1]
+
+
 def _held(
     reader: Any, meta: Any, max_functions: int, max_points: int
 ) -> tuple[Profile, list[HeldSeries], int]:
@@ -185,7 +199,7 @@ def _held(
         stack = _stack(record.stack_trace())
         if stack is None:
             continue
-        leaf = stack[-1]
+        leaf = _owner(stack)
         key = (leaf.name, leaf.file)
         diff = changes.get(key)
         if diff is None:
