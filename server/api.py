@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -79,25 +80,11 @@ async def ingest_window(
     """Store one agent window (`hotpath.window/1` JSON, optionally zstd- or gzip-encoded).
     A window without `type` is cpu, or wall when labelled `sampling=wall` (older agents)."""
     settings = _settings(request)
-    body = await read_body(request, settings.max_body_bytes)
-    data = decode_body(
-        body,
-        request.headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-        settings.trim_after_bytes,
-    )
+    body, data = await decoded_body(request, settings)
     decoded = len(data)
-    try:
-        window = wire.parse(data, settings.window_limits)
-        accepted_times(settings).check("the window", window.start, window.end)
-    except ValidationError as exc:
-        release_memory(decoded, settings.trim_after_bytes)
-        raise HTTPException(422, f"invalid window: {_errors(exc)}") from None
-    except wire.LimitExceeded as exc:
-        release_memory(decoded, settings.trim_after_bytes)
-        raise HTTPException(413, f"window too large: {exc}") from None
-    except ValueError as exc:  # its times
-        raise HTTPException(422, f"invalid window: {exc}") from None
+    window = parse_spanned(
+        data, "window", lambda d: wire.parse(d, settings.window_limits), settings
+    )
     del data
     piece = Piece.from_window(window, tenant_id)
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
@@ -274,7 +261,41 @@ def agent_dropped(header: str | None) -> dict[str, int]:
     return counts
 
 
-def _errors(exc: ValidationError) -> str:
+class Spanned(Protocol):
+    start: datetime
+    end: datetime
+
+
+T = TypeVar("T", bound=Spanned)
+
+
+async def decoded_body(request: Request, settings: Settings) -> tuple[bytes, bytes]:
+    """The body as sent and decoded (zstd, gzip), within the size limits: 413 or 415."""
+    body = await read_body(request, settings.max_body_bytes)
+    encoding = request.headers.get("content-encoding")
+    return body, decode_body(
+        body, encoding, settings.max_decompressed_bytes, settings.trim_after_bytes
+    )
+
+
+def parse_spanned(data: bytes, what: str, parse: Callable[[bytes], T], settings: Settings) -> T:
+    """`parse(data)` with its span within the accepted times; refused, 422 (413 for a size
+    limit) naming the problem, and the decoded body's memory handed back."""
+    try:
+        parsed = parse(data)
+        accepted_times(settings).check(f"the {what}", parsed.start, parsed.end)
+    except ValidationError as exc:
+        release_memory(len(data), settings.trim_after_bytes)
+        raise HTTPException(422, f"invalid {what}: {errors_text(exc)}") from None
+    except wire.LimitExceeded as exc:
+        release_memory(len(data), settings.trim_after_bytes)
+        raise HTTPException(413, f"{what} too large: {exc}") from None
+    except ValueError as exc:  # its times
+        raise HTTPException(422, f"invalid {what}: {exc}") from None
+    return parsed
+
+
+def errors_text(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
         for err in exc.errors()[:5]

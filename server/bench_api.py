@@ -24,7 +24,7 @@ from hotpath.server.auth import CurrentPrincipal, requires
 from hotpath.server.auth_tokens import INGEST, PUBLISH, READ
 from hotpath.server.body import decode_body, read_body, release_memory
 from hotpath.server.ingest_checks import EPOCH, TimeBounds
-from hotpath.server.params import RowId, refuse_control_characters
+from hotpath.server.params import RowId
 from hotpath.server.storage.bench import BenchStore, Point, RunMeta
 from hotpath.server.tenancy import tenant
 
@@ -103,7 +103,6 @@ class HistoryOut(BaseModel):
 
 
 def bench_store(request: Request) -> BenchStore:
-    refuse_control_characters(request)  # as the profile store does (server/params.py)
     return request.app.state.storage.bench  # type: ignore[no-any-return]
 
 

@@ -10,20 +10,20 @@ import math
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hotpath.profiler.formats import window as wire
 from hotpath.profiler.formats.memory_capture import MAX_FUNCTIONS, MAX_POINTS, MemoryCapture
 from hotpath.profiler.model import HELD_BYTES
-from hotpath.server.api import accepted_times
+from hotpath.server.api import decoded_body, parse_spanned
 from hotpath.server.auth import requires
 from hotpath.server.auth_tokens import INGEST, READ
-from hotpath.server.body import decode_body, read_body, release_memory
+from hotpath.server.body import release_memory
 from hotpath.server.leak_report import MAX_CAPTURES, LeakReport, leak_report
 from hotpath.server.leak_report import MAX_FUNCTIONS as MAX_RANKED
-from hotpath.server.params import LabelParam, Tenant, refuse_control_characters, selection
+from hotpath.server.params import LabelParam, Tenant, selection
 from hotpath.server.storage.captures import MAX_READ, Capture, CaptureStore, StoredCapture
 
 router = APIRouter()
@@ -116,7 +116,6 @@ def parse_capture(data: bytes, limits: wire.WindowLimits) -> MemoryCapture:
 
 
 def capture_store(request: Request) -> CaptureStore:
-    refuse_control_characters(request)
     return request.app.state.storage.captures
 
 
@@ -141,25 +140,11 @@ async def ingest_capture(request: Request, response: Response, tenant_id: Tenant
     transaction. A capture sent again under its idempotency key is stored once (200)."""
     settings = request.app.state.settings
     store = capture_store(request)
-    body = await read_body(request, settings.max_body_bytes)
-    data = decode_body(
-        body,
-        request.headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-        settings.trim_after_bytes,
-    )
+    body, data = await decoded_body(request, settings)
     decoded = len(data)
-    try:
-        capture = parse_capture(data, settings.window_limits)
-        accepted_times(settings).check("the capture", capture.start, capture.end)
-    except ValidationError as exc:
-        release_memory(decoded, settings.trim_after_bytes)
-        raise HTTPException(422, f"invalid capture: {_errors(exc)}") from None
-    except wire.LimitExceeded as exc:
-        release_memory(decoded, settings.trim_after_bytes)
-        raise HTTPException(413, f"capture too large: {exc}") from None
-    except ValueError as exc:  # its times
-        raise HTTPException(422, f"invalid capture: {exc}") from None
+    capture = parse_spanned(
+        data, "capture", lambda d: parse_capture(d, settings.window_limits), settings
+    )
     del data
     stored = Capture.from_wire(capture, tenant_id)
     # Storage is blocking I/O: off the event loop, so a slow database stalls only this request.
@@ -232,7 +217,6 @@ def get_leaks(
     service's memory captures in the range: within each capture and across them. Each has
     its heaviest stacks in the held-bytes profile of the range (labels filter that profile)."""
     chosen = selection(tenant_id, service, HELD_BYTES.id, from_, until, label)
-    capture_store(request)  # refuses control characters
     report = leak_report(request.app.state.storage, chosen, functions=functions, captures=captures)
     return leaks_out(report)
 
@@ -293,10 +277,3 @@ def leaks_out(report: LeakReport) -> LeaksOut:
 def _finite(value: float) -> float | None:
     """JSON has no NaN or infinity: a figure without a value is null."""
     return value if math.isfinite(value) else None
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-        for err in exc.errors()[:5]
-    )

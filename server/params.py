@@ -35,7 +35,7 @@ def refuse_control_characters(request: Request) -> None:
 
 
 def profile_store(request: Request) -> ProfileStore:
-    refuse_control_characters(request)
+    # Parameters with control characters were refused by the app-wide dependency (app.py).
     return request.app.state.storage.profiles
 
 
